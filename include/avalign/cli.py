@@ -1,0 +1,108 @@
+"""Command line: ``python -m avalign <command>``. Each command is a thin wrapper over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from avalign.errors import AvalignError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_REAL_AV = REPO_ROOT.parent / "shared" / "data" / "real_av"
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from avalign.data.dataset import build_dataset
+
+    real = Path(args.real_av) if args.real_av else None
+    if real is not None and not real.is_dir():
+        raise AvalignError(f"--real-av {real}: not a folder")
+    parts = build_dataset(args.out, partitions=args.partitions, clips_per_partition=args.clips,
+                          real_av_dir=real, seed=args.seed, duration_s=args.duration)
+    print(json.dumps({"dataset": args.out, "partitions": parts}, indent=2))
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from avalign.data.ingest import ingest
+
+    report = ingest(args.src, args.out, partition_size=args.partition_size)
+    print(report)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from avalign.serving.launcher import TritonServer
+
+    server = TritonServer(models=args.models or None)
+    t0 = time.perf_counter()
+    server.start()
+    print(f"tritonserver ready in {time.perf_counter() - t0:.1f}s: models {', '.join(server.models)}")
+    print(f"  grpc: {server.grpc_url}\n  http: {server.http_url}\n  log:  {server.log_path}")
+    print("Ctrl-C stops it.", flush=True)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        while not stop and server.process is not None and server.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        print("tritonserver stopped")
+    return 0
+
+
+def _cmd_models_check(args: argparse.Namespace) -> int:
+    from avalign.serving.check import check_models
+
+    return check_models(args.clip, url=args.url)
+
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m avalign", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="build a procedural AV dataset with injected corruption")
+    p.add_argument("--out", required=True, help="dataset URI (folder or s3://bucket/prefix)")
+    p.add_argument("--partitions", type=int, default=2)
+    p.add_argument("--clips", type=int, default=16, help="clips per procedural partition")
+    p.add_argument("--duration", type=float, default=4.0, help="clip length in seconds")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--real-av", default=None,
+                   help=f"also add a partition from real clips in this folder (e.g. {DEFAULT_REAL_AV})")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("ingest", help="probe raw videos into a partitioned manifest dataset")
+    p.add_argument("src", help="folder or s3:// prefix of videos")
+    p.add_argument("--out", required=True, help="dataset URI to write manifests to")
+    p.add_argument("--partition-size", type=int, default=64)
+    p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("serve", help="run the local tritonserver on the model repository")
+    p.add_argument("--models", nargs="*", help="subset of models (default: all)")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("models", help="model utilities")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    c = msub.add_parser("check", help="call every model through tritonclient gRPC on a real clip")
+    c.add_argument("--clip", default=str(DEFAULT_REAL_AV / "talking_head_2_retalking.mp4"))
+    c.add_argument("--url", default=None, help="Triton gRPC url (default: start a local server)")
+    c.set_defaults(func=_cmd_models_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AvalignError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

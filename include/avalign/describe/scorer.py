@@ -1,0 +1,110 @@
+"""Reflection scorer: how well (edited) audio fits the picture. Served as ``av_scorer``.
+
+Two scores in [0, 1], each a documented combination of measurements (docs/architecture.md,
+"Reflection scores"):
+
+- ``sync``: the AV offset estimate (``avalign.describe.sync``) mapped through ``sync_score``:
+  1 = confidently in sync, 0 = confidently off by much more than 60 ms, 0.5 = cannot tell.
+- ``alignment`` = 0.4 * semantic + 0.4 * quality + 0.2 * sync, where
+  - semantic = the cosine of the MiniLM embeddings of what is heard and what is seen, rescaled
+    linearly from [SEMANTIC_LOW, SEMANTIC_HIGH] to [0, 1] and clipped;
+  - quality = q_snr * q_clipping * q_dropouts * q_level (each in [0, 1]), see ``audio_quality``.
+
+The visual side never changes within a clip; only the audio evidence is recomputed per cycle.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from avalign.describe.features import level_stats, motion_energy, onset_envelope, resample_series
+from avalign.describe.sync import estimate_offset, sync_score
+
+SAMPLE_RATE = 16000
+SEMANTIC_LOW, SEMANTIC_HIGH = 0.05, 0.55
+WEIGHTS = {"semantic": 0.4, "quality": 0.4, "sync": 0.2}
+
+EmbedFn = Callable[[list[str]], np.ndarray]
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
+
+
+def audio_quality(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
+    """Quality components in [0, 1] from blind measurements of the audio alone.
+
+    q_snr = sigmoid((snr_db - 10) / 3): 50 % at 10 dB, 95 % at about 19 dB.
+    q_clipping = 1 - min(1, 100 * clipped share); q_dropouts = 1 - min(1, 4 * dropout share);
+    q_level = sigmoid((rms_dbfs + 45) / 3): a clip at -45 dBFS RMS counts half.
+    """
+    stats = level_stats(x, sample_rate)
+    duration = max(x.size / sample_rate, 1e-6)
+    gap_share = sum(d for _, d in stats.gaps) / duration
+    parts = {
+        "snr_db": stats.snr_db,
+        "q_snr": _sigmoid((stats.snr_db - 10.0) / 3.0),
+        "q_clipping": 1.0 - min(1.0, 100.0 * stats.clipped_fraction),
+        "q_dropouts": 1.0 - min(1.0, 4.0 * gap_share),
+        "q_level": _sigmoid((stats.rms_dbfs + 45.0) / 3.0),
+    }
+    parts["quality"] = parts["q_snr"] * parts["q_clipping"] * parts["q_dropouts"] * parts["q_level"]
+    return parts
+
+
+def semantic_agreement(embed: EmbedFn, heard: str, seen: str) -> tuple[float, float]:
+    """(rescaled agreement in [0, 1], raw cosine) between what is heard and what is seen."""
+    vecs = np.asarray(embed([heard, seen]), dtype=np.float64)
+    a, b = vecs[0], vecs[1]
+    cos = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    return float(np.clip((cos - SEMANTIC_LOW) / (SEMANTIC_HIGH - SEMANTIC_LOW), 0.0, 1.0)), cos
+
+
+class AVScorer:
+    """Scores (audio, frames) given the describers' evidence; ``embed`` turns texts into vectors."""
+
+    def __init__(self, embed: EmbedFn) -> None:
+        self.embed = embed
+
+    def score(self, audio: np.ndarray, frames: np.ndarray, fps: float,
+              evidence: dict[str, Any]) -> tuple[float, float, dict[str, Any]]:
+        x = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if x.size == 0 or not np.isfinite(x).all():
+            raise ValueError("audio must be non-empty and finite")
+        frames = np.asarray(frames, dtype=np.uint8)
+        if frames.ndim != 4 or frames.shape[0] < 2:
+            raise ValueError(f"need at least two (H, W, 3) frames, got shape {frames.shape}")
+        times = np.asarray(evidence.get("frame_times_s") or (np.arange(frames.shape[0]) / fps), dtype=np.float64)
+        if times.size != frames.shape[0]:
+            times = np.arange(frames.shape[0]) / fps
+        duration = x.size / SAMPLE_RATE
+
+        energy, energy_t = motion_energy(frames, times)
+        motion = resample_series(energy, energy_t, duration)
+        band = (300.0, 3000.0) if evidence.get("speech_and_face") else None
+        env = onset_envelope(x, SAMPLE_RATE, band_hz=band)
+        estimate = estimate_offset(env, motion)
+        s_sync = sync_score(estimate)
+
+        quality = audio_quality(x)
+        heard = evidence.get("heard") or evidence.get("audio_description", "")
+        seen = evidence.get("seen") or evidence.get("visual_description", "")
+        if heard and seen:
+            s_sem, cos = semantic_agreement(self.embed, heard, seen)
+        else:
+            s_sem, cos = 0.5, float("nan")
+        alignment = (WEIGHTS["semantic"] * s_sem + WEIGHTS["quality"] * quality["quality"]
+                     + WEIGHTS["sync"] * s_sync)
+        detail = {
+            "semantic": round(s_sem, 4),
+            "semantic_cosine": None if np.isnan(cos) else round(cos, 4),
+            **{k: round(float(v), 4) for k, v in quality.items()},
+            "sync": round(s_sync, 4),
+            "offset_ms": None if estimate.offset_ms is None else round(estimate.offset_ms, 2),
+            "offset_confidence": round(estimate.confidence, 4),
+            "offset_peak_corr": round(estimate.peak_corr, 4),
+            "weights": WEIGHTS,
+        }
+        return float(np.clip(alignment, 0.0, 1.0)), float(s_sync), detail
