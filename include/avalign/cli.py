@@ -66,6 +66,19 @@ def _cmd_models_check(args: argparse.Namespace) -> int:
 
 
 
+def _cmd_align(args: argparse.Namespace) -> int:
+    from avalign.agent.config import AlignConfig
+    from avalign.agent.rebuild import align_manifests
+
+    overrides = {"max_cycles": args.max_cycles, "planner": args.planner,
+                 "alignment_threshold": args.alignment_threshold, "sync_threshold": args.sync_threshold}
+    config = AlignConfig.from_dict(overrides)
+    summary = align_manifests(args.manifest, args.out, run_id=args.run_id, config=config,
+                              triton_url=args.triton_url, partitions=args.partitions)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m avalign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dataset URI to write manifests to")
     p.add_argument("--partition-size", type=int, default=64)
     p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("align", help="run the alignment loop on manifests, without Airflow (debugging)")
+    p.add_argument("--manifest", required=True,
+                   help="a partition's manifest parquet URI, or a dataset URI (all its partitions)")
+    p.add_argument("--out", required=True, help="output URI (staging under runs/<run_id>/)")
+    p.add_argument("--run-id", default="manual", help="run id (re-using one makes the run idempotent)")
+    p.add_argument("--partitions", nargs="*", default=None, help="subset of partitions of a dataset")
+    p.add_argument("--triton-url", default=None, help="Triton gRPC host:port (default: start a local server)")
+    p.add_argument("--max-cycles", type=int, default=None)
+    p.add_argument("--planner", choices=["rules", "llm"], default=None)
+    p.add_argument("--alignment-threshold", type=float, default=None)
+    p.add_argument("--sync-threshold", type=float, default=None)
+    p.set_defaults(func=_cmd_align)
 
     p = sub.add_parser("serve", help="run the local tritonserver on the model repository")
     p.add_argument("--models", nargs="*", help="subset of models (default: all)")

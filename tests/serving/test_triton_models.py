@@ -87,9 +87,10 @@ def test_av_scorer_scores_in_unit_range_and_drops_for_noise(described, triton_cl
 
 
 def test_bad_input_is_a_model_error_not_a_crash(triton_client):
-    from avalign.errors import ServingError
+    from avalign.errors import ClipError
 
-    with pytest.raises(ServingError, match="audio_describer"):
+    with pytest.raises(ClipError, match="audio_describer") as info:
         triton_client.describe_audio(np.full(16000, np.nan, dtype=np.float32))
+    assert info.value.reason == "model_error"
     # the server survives and answers the next call
     assert triton_client.describe_audio(np.zeros(16000, dtype=np.float32)).evidence["duration_s"] == 1.0

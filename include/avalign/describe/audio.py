@@ -160,6 +160,13 @@ def heard_labels(evidence: dict[str, Any], limit: int = 3) -> list[str]:
             if t["score"] >= 0.1 and t["label"] not in _GENERIC_TAGS][:limit]
 
 
+def heard_phrase(ev: dict[str, Any]) -> str:
+    """Short phrase of what is heard, compared with ``seen_phrase`` by the scorer."""
+    labels = heard_labels(ev) or ["nothing clear"]
+    extra = ", a person talking" if ev.get("speech_s", 0.0) >= 0.5 else ""
+    return f"Sounds: {', '.join(labels).lower()}{extra}."
+
+
 def render_audio_description(ev: dict[str, Any]) -> str:
     """One readable paragraph, the way a person would summarise the measurements."""
     labels = heard_labels(ev) or ["no clear sound source"]

@@ -125,6 +125,13 @@ def seen_labels(evidence: dict[str, Any], limit: int = 3) -> list[str]:
     return [t["label"] for i, t in enumerate(tags) if i == 0 or t["score"] >= 0.05][:limit]
 
 
+def seen_phrase(ev: dict[str, Any]) -> str:
+    """Short phrase of what is seen, compared with ``heard_phrase`` by the scorer."""
+    labels = seen_labels(ev) or ["nothing recognisable"]
+    extra = "; a person's face" if ev.get("face_fraction", 0.0) >= 0.5 else ""
+    return f"Picture: {', '.join(labels).lower()}{extra}."
+
+
 def render_visual_description(ev: dict[str, Any]) -> str:
     labels = seen_labels(ev) or ["nothing recognisable"]
     parts = [f"The frames look like {', '.join(labels).lower()}."]

@@ -14,7 +14,7 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-from avalign.errors import ServingError
+from avalign.errors import ClipError, ServingError
 
 T = TypeVar("T")
 
@@ -66,7 +66,8 @@ class TritonClient:
                 transient = any(s in status for s in ("UNAVAILABLE", "DEADLINE", "RESOURCE_EXHAUSTED")) or \
                     "unavailable" in str(exc).lower() or "connect" in str(exc).lower()
                 if not transient:
-                    raise ServingError(f"{what} failed: {exc}") from exc
+                    # The model rejected this input: a problem of the clip, not of the service.
+                    raise ClipError(f"{what} rejected the input: {exc.message()}", reason="model_error") from exc
                 if time.monotonic() + delay > deadline:
                     raise ServingError(
                         f"{what}: Triton at {self.url} unavailable after {attempt} attempts"

@@ -1,0 +1,145 @@
+"""Planners: read the describers' evidence (and the last cycle's feedback), return an edit plan.
+
+A plan is JSON, ``[{"action": name, "params": {...}}, ...]``, always validated against the
+action schemas before anything runs. ``Planner`` is the interface; ``RulePlanner`` is the
+embedded default. An LLM planner implements the same interface and sees the same context as
+text (``PlanningContext.as_prompt``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# Denoisers tried in order on later cycles when the first did not pass.
+SPEECH_DENOISERS = ("wiener_filter", "spectral_gating", "spectral_subtraction")
+GENERAL_DENOISERS = ("spectral_gating", "spectral_subtraction", "wavelet_denoise")
+
+
+@dataclass
+class CycleFeedback:
+    """What the reflection said about one cycle's plan."""
+
+    cycle: int
+    plan: list[dict[str, Any]]
+    alignment: float
+    sync: float
+    detail: dict[str, Any]
+
+
+@dataclass
+class PlanningContext:
+    """Everything a planner may look at for one clip and cycle."""
+
+    audio_description: str
+    visual_description: str
+    audio_evidence: dict[str, Any]
+    visual_evidence: dict[str, Any]
+    before: dict[str, Any]  # the untouched clip's scores and scorer detail
+    cycle: int = 1
+    feedback: list[CycleFeedback] = field(default_factory=list)
+
+    def as_prompt(self, catalogue: str) -> str:
+        """The context as text, for a planner that reads language (an LLM)."""
+        keep = ("speech_s", "snr_db", "rms_dbfs", "peak_dbfs", "silence_fraction", "clipped_fraction", "gaps")
+        compact = {k: self.audio_evidence.get(k) for k in keep}
+        compact["face_fraction"] = self.visual_evidence.get("face_fraction")
+        compact["estimated_offset_ms"] = self.before.get("offset_ms")
+        compact["offset_confidence"] = self.before.get("offset_confidence")
+        lines = [
+            "You repair the AUDIO of a video clip so it matches the picture. Edits apply to the original audio.",
+            f"Available actions (JSON schema per action):\n{catalogue}",
+            f"Audio description: {self.audio_description}",
+            f"Visual description: {self.visual_description}",
+            f"Measurements: {json.dumps(compact)}",
+            f"Scores of the untouched clip: alignment={self.before.get('alignment'):.3f} sync={self.before.get('sync'):.3f}",
+        ]
+        for fb in self.feedback:
+            lines.append(f"Cycle {fb.cycle} plan {json.dumps(fb.plan)} scored alignment={fb.alignment:.3f} sync={fb.sync:.3f}")
+        lines.append('Answer with only a JSON list: [{"action": "...", "params": {...}}]. [] means no edit.')
+        return "\n".join(lines)
+
+
+@dataclass
+class PlanDecision:
+    plan: list[dict[str, Any]]
+    rationale: list[str]
+    planner: str
+    fallback_reason: str | None = None
+
+
+class Planner(Protocol):
+    name: str
+
+    def plan(self, context: PlanningContext) -> PlanDecision: ...
+
+
+class RulePlanner:
+    """A rule policy over the evidence. Each rule names the measurement that fired it.
+
+    - a confident offset estimate of 40 ms or more → time_shift by minus that offset;
+    - low estimated SNR → a denoiser: speech with a visible face gets the speech-preserving
+      Wiener filter first, other content spectral gating; later cycles try the next denoiser
+      and a stronger setting;
+    - dropouts (short digital-silence holes inside sound) → fill_blanks;
+    - very quiet, or clipped at full scale → volume_adjust to -23 LUFS with a -1 dBTP ceiling.
+    Nothing fires → an empty plan: the clip is left untouched.
+    """
+
+    name = "rules"
+
+    def __init__(self, *, snr_threshold_db: float = 12.0, min_offset_ms: float = 40.0,
+                 min_offset_confidence: float = 0.3, quiet_dbfs: float = -42.0) -> None:
+        self.snr_threshold_db = snr_threshold_db
+        self.min_offset_ms = min_offset_ms
+        self.min_offset_confidence = min_offset_confidence
+        self.quiet_dbfs = quiet_dbfs
+
+    def plan(self, context: PlanningContext) -> PlanDecision:
+        ev, vis, before = context.audio_evidence, context.visual_evidence, context.before
+        attempt = context.cycle - 1  # 0 on the first cycle
+        plan: list[dict[str, Any]] = []
+        why: list[str] = []
+
+        if ev.get("gaps"):
+            total = sum(d for _, d in ev["gaps"])
+            plan.append({"action": "fill_blanks", "params": {}})
+            why.append(f"{len(ev['gaps'])} dropout(s), {total:.2f} s of digital silence inside sound")
+
+        snr = float(ev.get("snr_db", 60.0))
+        if snr < self.snr_threshold_db:
+            speechy = ev.get("speech_s", 0.0) >= 1.0 and vis.get("face_fraction", 0.0) >= 0.5
+            order = SPEECH_DENOISERS if speechy else GENERAL_DENOISERS
+            action = order[attempt % len(order)]
+            strength = min(1.0, 0.6 + 0.2 * (attempt // len(order)) + (0.2 if snr < 3 else 0.0))
+            plan.append({"action": action, "params": _denoise_params(action, strength)})
+            kind = "speech with a visible face" if speechy else "non-speech content"
+            why.append(f"estimated SNR {snr:.1f} dB < {self.snr_threshold_db:.0f} dB on {kind} → {action}")
+
+        offset = before.get("offset_ms")
+        confidence = float(before.get("offset_confidence") or 0.0)
+        if offset is not None and abs(offset) >= self.min_offset_ms and confidence >= self.min_offset_confidence:
+            plan.append({"action": "time_shift", "params": {"shift_ms": round(-float(offset), 1)}})
+            why.append(f"audio estimated {offset:+.0f} ms against the picture (confidence {confidence:.2f})")
+
+        clipped = float(ev.get("clipped_fraction", 0.0)) > 0.001
+        quiet = float(ev.get("rms_dbfs", 0.0)) < self.quiet_dbfs and float(ev.get("peak_dbfs", 0.0)) > -90
+        if clipped or quiet:
+            plan.append({"action": "volume_adjust", "params": {"target_lufs": -23.0, "peak_ceiling_db": -1.0}})
+            why.append("clipped at full scale" if clipped else f"very quiet ({ev.get('rms_dbfs'):.0f} dBFS)")
+
+        if not plan:
+            why.append("no rule fired: the evidence shows no problem this policy can repair")
+        return PlanDecision(plan=plan, rationale=why, planner=self.name)
+
+
+def _denoise_params(action: str, strength: float) -> dict[str, float]:
+    """Map one strength in [0, 1] onto each denoiser's own parameter."""
+    from avalign.actions.schema import ACTION_SCHEMAS
+
+    schema = ACTION_SCHEMAS[action]
+    params: dict[str, float] = {}
+    if "strength" in schema:
+        params["strength"] = round(strength, 3)
+    return params
