@@ -79,6 +79,13 @@ def _cmd_align(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from avalign.demo import run_demo
+
+    run_demo(partitions=args.partitions, clips=args.clips)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m avalign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alignment-threshold", type=float, default=None)
     p.add_argument("--sync-threshold", type=float, default=None)
     p.set_defaults(func=_cmd_align)
+
+    p = sub.add_parser("demo", help="sample data, local Triton, the av_align DAG, a summary (make demo)")
+    p.add_argument("--partitions", type=int, default=2, help="procedural partitions")
+    p.add_argument("--clips", type=int, default=16, help="clips per procedural partition")
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("serve", help="run the local tritonserver on the model repository")
     p.add_argument("--models", nargs="*", help="subset of models (default: all)")

@@ -63,5 +63,7 @@ class AlignConfig:
         """The single number cycles are ranked by: the mean of both scores."""
         return 0.5 * (alignment + sync)
 
-    def passes(self, alignment: float, sync: float) -> bool:
-        return alignment >= self.alignment_threshold and sync >= self.sync_threshold
+    def passes(self, alignment: float, sync: float, sync_known: bool = True) -> bool:
+        """Both scores pass; a sync that cannot be measured ("cannot tell") does not block."""
+        sync_ok = sync >= self.sync_threshold or not sync_known
+        return alignment >= self.alignment_threshold and sync_ok

@@ -116,6 +116,8 @@ def _score_dict(scores) -> dict[str, Any]:
 def align_decoded(clip: DecodedClip, *, client, planner: Planner, config: AlignConfig,
                   apply_plan: Callable | None = None) -> ClipRun:
     """Run the loop on a decoded clip. ``client`` is a TritonClient (or anything with its methods)."""
+    from avalign.actions.schema import PlanError, validate_plan
+
     if apply_plan is None:
         from avalign.actions.registry import apply_plan
     timings: dict[str, float] = {}
@@ -137,6 +139,12 @@ def align_decoded(clip: DecodedClip, *, client, planner: Planner, config: AlignC
         t0 = time.perf_counter()
         context.cycle = cycle
         decision = planner.plan(context)
+        try:
+            decision.plan = validate_plan(decision.plan)  # clamps to bounds, rejects unknown actions
+        except PlanError as exc:
+            decision.rationale.append(f"plan rejected by validation: {exc}")
+            decision.fallback_reason = f"invalid plan: {exc}"
+            decision.plan = []
         record = CycleRecord(cycle, decision.plan, decision.rationale, decision.planner,
                              fallback_reason=decision.fallback_reason)
         records.append(record)
@@ -157,7 +165,7 @@ def align_decoded(clip: DecodedClip, *, client, planner: Planner, config: AlignC
         record.audio_description = edited_desc.text
         record.seconds = time.perf_counter() - t0
         context.feedback.append(CycleFeedback(cycle, decision.plan, scores.alignment, scores.sync, scores.detail))
-        if config.passes(scores.alignment, scores.sync):
+        if config.passes(scores.alignment, scores.sync, scores.detail.get("offset_ms") is not None):
             break
 
     scored = [r for r in records if r.alignment is not None]

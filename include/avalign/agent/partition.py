@@ -147,7 +147,8 @@ def process_clip(record: dict[str, Any], stage: str, *, client, planner: Planner
             "alignment_after": run.after["alignment"], "sync_after": run.after["sync"],
             "offset_est_before_ms": run.before.get("offset_ms"), "offset_est_after_ms": run.after.get("offset_ms"),
         })
-        row["passed"] = config.passes(row["alignment_after"], row["sync_after"])
+        row["passed"] = config.passes(row["alignment_after"], row["sync_after"],
+                                      run.after.get("offset_ms") is not None)
         row["improved_or_passed"] = bool(run.outcome == "improved" or row["passed"])
         seconds = time.perf_counter() - t0
         trace = trace_document(clip_id, run, model_versions=model_versions, config=config,

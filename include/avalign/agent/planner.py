@@ -90,7 +90,7 @@ class RulePlanner:
     name = "rules"
 
     def __init__(self, *, snr_threshold_db: float = 12.0, min_offset_ms: float = 40.0,
-                 min_offset_confidence: float = 0.3, quiet_dbfs: float = -42.0) -> None:
+                 min_offset_confidence: float = 0.25, quiet_dbfs: float = -45.0) -> None:
         self.snr_threshold_db = snr_threshold_db
         self.min_offset_ms = min_offset_ms
         self.min_offset_confidence = min_offset_confidence
@@ -107,21 +107,33 @@ class RulePlanner:
             plan.append({"action": "fill_blanks", "params": {}})
             why.append(f"{len(ev['gaps'])} dropout(s), {total:.2f} s of digital silence inside sound")
 
+        offset, confidence, source = best_offset_estimate(context)
+        shift_step = None
+        if offset is not None and abs(offset) >= self.min_offset_ms and confidence >= self.min_offset_confidence:
+            shift_step = {"action": "time_shift", "params": {"shift_ms": round(-float(offset), 1)}}
+
         snr = float(ev.get("snr_db", 60.0))
         if snr < self.snr_threshold_db:
             speechy = ev.get("speech_s", 0.0) >= 1.0 and vis.get("face_fraction", 0.0) >= 0.5
             order = SPEECH_DENOISERS if speechy else GENERAL_DENOISERS
-            action = order[attempt % len(order)]
-            strength = min(1.0, 0.6 + 0.2 * (attempt // len(order)) + (0.2 if snr < 3 else 0.0))
-            plan.append({"action": action, "params": _denoise_params(action, strength)})
-            kind = "speech with a visible face" if speechy else "non-speech content"
-            why.append(f"estimated SNR {snr:.1f} dB < {self.snr_threshold_db:.0f} dB on {kind} → {action}")
+            previous = context.feedback[-1].plan if context.feedback else []
+            prev_denoise = next((st for st in previous if st["action"] in order), None)
+            new_shift = shift_step is not None and abs(plan_shift_ms(previous) - plan_shift_ms([shift_step])) > 20
+            if prev_denoise is not None and new_shift:
+                # the last denoise let the offset be measured: keep it, add the shift
+                plan.append(prev_denoise)
+                why.append(f"estimated SNR {snr:.1f} dB: keep {prev_denoise['action']} from the last cycle")
+            else:
+                tried = sum(1 for fb in context.feedback if any(st["action"] in order for st in fb.plan))
+                action = order[tried % len(order)]
+                strength = min(1.0, 0.5 + 0.25 * (tried // len(order)) + (0.25 if snr < 3 else 0.0))
+                plan.append({"action": action, "params": _denoise_params(action, strength)})
+                kind = "speech with a visible face" if speechy else "non-speech content"
+                why.append(f"estimated SNR {snr:.1f} dB < {self.snr_threshold_db:.0f} dB on {kind} → {action}")
 
-        offset = before.get("offset_ms")
-        confidence = float(before.get("offset_confidence") or 0.0)
-        if offset is not None and abs(offset) >= self.min_offset_ms and confidence >= self.min_offset_confidence:
-            plan.append({"action": "time_shift", "params": {"shift_ms": round(-float(offset), 1)}})
-            why.append(f"audio estimated {offset:+.0f} ms against the picture (confidence {confidence:.2f})")
+        if shift_step is not None:
+            plan.append(shift_step)
+            why.append(f"audio estimated {offset:+.0f} ms against the picture ({source}, confidence {confidence:.2f})")
 
         clipped = float(ev.get("clipped_fraction", 0.0)) > 0.001
         quiet = float(ev.get("rms_dbfs", 0.0)) < self.quiet_dbfs and float(ev.get("peak_dbfs", 0.0)) > -90
@@ -134,12 +146,38 @@ class RulePlanner:
         return PlanDecision(plan=plan, rationale=why, planner=self.name)
 
 
-def _denoise_params(action: str, strength: float) -> dict[str, float]:
-    """Map one strength in [0, 1] onto each denoiser's own parameter."""
-    from avalign.actions.schema import ACTION_SCHEMAS
+def plan_shift_ms(plan: list[dict[str, Any]]) -> float:
+    """Total time shift a plan applies (ms, positive = later)."""
+    return float(sum(step.get("params", {}).get("shift_ms", 0.0) for step in plan if step.get("action") == "time_shift"))
 
-    schema = ACTION_SCHEMAS[action]
-    params: dict[str, float] = {}
-    if "strength" in schema:
-        params["strength"] = round(strength, 3)
-    return params
+
+def best_offset_estimate(context: PlanningContext) -> tuple[float | None, float, str]:
+    """The most confident offset estimate of the ORIGINAL audio, from the untouched clip or any
+    scored cycle. A cycle's estimate is of its edited audio, so its own shift is taken back out
+    (edited offset = original offset + shift). Denoised cycles often measure better than the
+    noisy original, which is why the loop denoises first and shifts on a later cycle."""
+    candidates = []
+    if context.before.get("offset_ms") is not None:
+        candidates.append((float(context.before.get("offset_confidence") or 0.0),
+                           float(context.before["offset_ms"]), "untouched clip"))
+    for fb in context.feedback:
+        if fb.detail.get("offset_ms") is not None:
+            original = float(fb.detail["offset_ms"]) - plan_shift_ms(fb.plan)
+            candidates.append((float(fb.detail.get("offset_confidence") or 0.0), original, f"cycle {fb.cycle}"))
+    if not candidates:
+        return None, 0.0, "none"
+    confidence, offset, source = max(candidates)
+    return offset, confidence, source
+
+
+def _denoise_params(action: str, strength: float) -> dict[str, float]:
+    """Map one strength in [0, 1] onto each denoiser's own parameters (bounds: actions.schema)."""
+    if action == "spectral_subtraction":
+        return {"over_subtraction": round(1.0 + 2.0 * strength, 2), "floor": 0.02}
+    if action == "wiener_filter":
+        return {"alpha": 0.98, "min_prior_snr_db": round(-10.0 - 20.0 * strength, 1)}
+    if action == "wavelet_denoise":
+        return {"threshold_scale": round(0.5 + strength, 2)}
+    if action == "spectral_gating":
+        return {"threshold_db": 6.0, "prop_decrease": round(0.6 + 0.4 * strength, 2)}
+    return {}

@@ -3,7 +3,10 @@
 Offset error: the injected offset is the ground truth (positive = audio late). Before the edit
 the error is |injected|; after, the kept plan's time shifts are added (a shift moves the audio
 later by ``shift_ms``), so the error is |injected + Σ shift_ms|.
-SI-SDR: on 16 kHz mono against the clip's clean reference audio, for clips with injected noise.
+SI-SDR: on 16 kHz mono against the clip's clean reference audio, for clips whose injected
+corruption is noise (optionally with an offset or a gain change, which the reference can follow:
+it is moved by the injected offset plus the applied shift and SI-SDR ignores scale). Clips with
+speed drift, gaps or a distractor are left out: their clean content differs from the reference.
 """
 
 from __future__ import annotations
@@ -33,6 +36,22 @@ def applied_shift_ms(plan_json: str) -> float:
     return float(sum(step.get("params", {}).get("shift_ms", 0.0) for step in plan if step.get("action") == "time_shift"))
 
 
+def _si_sdr_comparable(types: str) -> bool:
+    kinds = {t for t in str(types).split(",") if t}
+    return "noise" in kinds and kinds <= {"noise", "offset", "gain"}
+
+
+def shift(x: np.ndarray, shift_ms: float, sample_rate: int = 16000) -> np.ndarray:
+    """Delay (positive) or advance (negative) by whole samples, keeping the length."""
+    k = int(round(shift_ms * sample_rate / 1000.0))
+    out = np.zeros_like(x)
+    if k >= 0:
+        out[k:] = x[: x.size - k] if k < x.size else out[k:]
+    else:
+        out[: x.size + k] = x[-k:]
+    return out
+
+
 def _audio16k(uri: str) -> np.ndarray:
     from avalign.media.decode import decode_audio
 
@@ -57,15 +76,17 @@ def summarise(tables: list[pd.DataFrame], *, published: list[str], rejected: lis
         summary["offset_error_ms_median_before"] = round(float(before.median()), 1)
         summary["offset_error_ms_median_after"] = round(float(after.median()), 1)
 
-    noisy = ok[ok["injected_snr_db"].notna() & ok["reference_audio_uri"].notna()] if len(ok) else ok
+    comparable = ok["corruption_types"].map(_si_sdr_comparable) if len(ok) else []
+    noisy = ok[ok["injected_snr_db"].notna() & ok["reference_audio_uri"].notna() & comparable] if len(ok) else ok
     if len(noisy):
         b, a = [], []
         for r in noisy.itertuples():
             ref = _audio16k(r.reference_audio_uri)
             inp = _audio16k(r.source_uri)
             out = _audio16k(r.audio_uri) if r.outcome == "improved" and r.audio_uri else inp
-            b.append(si_sdr(inp, ref))
-            a.append(si_sdr(out, ref))
+            injected = float(r.injected_offset_ms or 0.0)
+            b.append(si_sdr(inp, shift(ref, injected)))
+            a.append(si_sdr(out, shift(ref, injected + applied_shift_ms(r.plan_json))))
         summary["noisy_clips"] = int(len(noisy))
         summary["si_sdr_db_median_before"] = round(float(np.median(b)), 2)
         summary["si_sdr_db_median_after"] = round(float(np.median(a)), 2)

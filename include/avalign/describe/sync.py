@@ -19,6 +19,11 @@ import numpy as np
 from avalign.describe.features import ENVELOPE_RATE
 
 MIN_CONFIDENCE = 0.25
+# The onset envelope fires on the first 20 ms window that contains an onset (log flux), while
+# motion is placed midway between frames; on procedural clips of all 8 categories (4 seeds x 5
+# offsets, exact ground truth) the raw estimate read a median 17 ms late for impact-like events.
+# Subtracting 15 ms centres the event categories; speech-like (talking_mouth, fan_hum) read early.
+ONSET_LATENCY_MS = 15.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ def estimate_offset(audio_env: np.ndarray, motion_grid: np.ndarray, *, rate: flo
     second = float(corr[far].max()) if far.any() else 0.0
     margin = max(peak - max(second, 0.0), 0.0)
     confidence = float(np.clip(margin / max(peak, 1e-6), 0.0, 1.0) * np.clip(peak / 0.3, 0.0, 1.0))
-    offset_ms = (lags[best] + delta) / rate * 1000.0
+    offset_ms = (lags[best] + delta) / rate * 1000.0 - ONSET_LATENCY_MS
     if confidence < min_confidence or peak <= 0:
         return SyncEstimate(None, confidence, peak)
     return SyncEstimate(float(offset_ms), confidence, peak)
