@@ -1,0 +1,38 @@
+"""The Airflow environment avalign builds for this repository (no Airflow import, no subprocess)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from avalign.orchestration import REPO_ROOT, airflow_env, backfill_command
+
+
+def test_env_points_airflow_at_the_repository():
+    env = airflow_env(REPO_ROOT)
+    assert env["AIRFLOW_HOME"] == str(REPO_ROOT / "var" / "airflow")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO_ROOT / "dags")
+    assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(REPO_ROOT / "plugins")
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{REPO_ROOT / 'var' / 'airflow' / 'airflow.db'}"
+    path = env["PYTHONPATH"].split(os.pathsep)
+    assert path[:2] == [str(REPO_ROOT / "include"), str(REPO_ROOT)]  # avalign, then operators/
+    assert all(isinstance(v, str) for v in env.values())
+
+
+def test_home_can_be_moved_and_keeps_inherited_pythonpath(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", f"/opt/extra{os.pathsep}{REPO_ROOT / 'include'}")
+    env = airflow_env(REPO_ROOT, home=tmp_path / "af")
+    assert env["AIRFLOW_HOME"] == str(tmp_path / "af")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{tmp_path / 'af' / 'airflow.db'}"
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO_ROOT / "include"), str(REPO_ROOT), "/opt/extra"]
+    assert not Path(tmp_path / "af").exists()  # building the env creates nothing
+
+
+def test_backfill_command_rebuilds_completed_dates():
+    args = backfill_command("2026-01-01", "2026-01-03", {"dataset_uri": "s3://b/ds"}, dry_run=True)
+    assert args[:2] == ["backfill", "create"]
+    assert args[args.index("--dag-id") + 1] == "av_align"
+    assert args[args.index("--reprocess-behavior") + 1] == "completed"
+    assert args[args.index("--dag-run-conf") + 1] == '{"dataset_uri": "s3://b/ds"}'
+    assert args[-1] == "--dry-run"
