@@ -1,0 +1,32 @@
+"""All pure action functions in one namespace (torchaudio.functional style).
+
+Every function takes a (B, C, T) float tensor and the sample rate, accepts per-item parameters
+(a number, a list of B numbers or a (B,) tensor), works on CPU or CUDA and keeps the length.
+"""
+
+from __future__ import annotations
+
+from .blanks import fill_blanks, find_blanks
+from .denoise import spectral_gating, spectral_subtraction, wavelet_denoise, wiener_filter
+from .level import integrated_loudness, limit_true_peak, true_peak, volume_adjust
+from .noise import noise_psd, stationary_noise_psd
+from .timing import pitch_change, shift_samples, speed_change, time_shift
+
+__all__ = [
+    "fill_blanks",
+    "find_blanks",
+    "integrated_loudness",
+    "limit_true_peak",
+    "noise_psd",
+    "pitch_change",
+    "shift_samples",
+    "spectral_gating",
+    "spectral_subtraction",
+    "speed_change",
+    "stationary_noise_psd",
+    "time_shift",
+    "true_peak",
+    "volume_adjust",
+    "wavelet_denoise",
+    "wiener_filter",
+]

@@ -1,0 +1,28 @@
+"""O(n) running minimum and mean agree with the pooling definitions, edges included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avalign.actions._filters import moving_mean, sliding_min
+
+
+@pytest.mark.parametrize(("n", "width"), [(1, 5), (10, 3), (10, 21), (100, 7), (3000, 187)])
+def test_sliding_min_matches_max_pool(n: int, width: int) -> None:
+    x = torch.rand(3, n)
+    reference = -F.max_pool1d(-x[:, None], width, 1, width // 2)[:, 0]
+    assert torch.equal(sliding_min(x, width), reference)
+
+
+@pytest.mark.parametrize(("n", "width"), [(2, 5), (10, 3), (10, 21), (3000, 187)])
+def test_moving_mean_matches_avg_pool_with_replicated_edges(n: int, width: int) -> None:
+    x = torch.rand(2, n)
+    padded = F.pad(x[:, None], (width // 2, width // 2), mode="replicate")
+    assert torch.allclose(moving_mean(x, width), F.avg_pool1d(padded, width, 1)[:, 0], atol=1e-6)
+
+
+def test_even_width_rejected() -> None:
+    with pytest.raises(ValueError, match="width"):
+        sliding_min(torch.zeros(1, 5), 4)

@@ -1,0 +1,58 @@
+"""Loudness matches BS.1770 (pyloudnorm), volume lands on target, peaks respect the ceiling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyloudnorm
+import pytest
+import torch
+
+from avalign.actions.level import integrated_loudness, limit_true_peak, true_peak, volume_adjust
+
+from .conftest import SR, speech_like, tone
+
+
+def _pyln(x: torch.Tensor, filter_class: str = "DeMan") -> float:
+    return float(pyloudnorm.Meter(SR, filter_class).integrated_loudness(x.T.double().numpy()))
+
+
+def test_loudness_matches_pyloudnorm() -> None:
+    x = torch.cat([speech_like(3.0), 0.3 * speech_like(3.0, seed=5)])  # stereo
+    ours = float(integrated_loudness(x[None], SR)[0])
+    assert abs(ours - _pyln(x)) < 0.01  # same (exact BS.1770) K-weighting
+    assert abs(ours - _pyln(x, "K-weighting")) < 0.2  # pyloudnorm's RBJ approximation
+
+
+@pytest.mark.parametrize("target", [-23.0, -16.0, -30.0])
+def test_volume_lands_on_target_and_under_ceiling(target: float) -> None:
+    x = speech_like(3.0)
+    y = volume_adjust(x[None], SR, target, -1.0)[0]
+    assert abs(_pyln(y) - target) < 0.1
+    assert abs(_pyln(y, "K-weighting") - target) < 0.2
+    assert 20 * np.log10(float(true_peak(y[None])[0])) <= -1.0 + 1e-3
+
+
+def test_limiter_keeps_true_peak_under_ceiling() -> None:
+    x = speech_like(3.0)
+    y = volume_adjust(x[None], SR, -10.0, -1.0)  # needs ~10 dB of peak reduction
+    assert 20 * np.log10(float(true_peak(y)[0])) <= -1.0 + 1e-3
+    assert y.abs().max() < 1.0
+    loud = tone(5000.0, 0.5, amplitude=0.999)[None]
+    limited = limit_true_peak(loud, SR, -3.0)
+    assert 20 * np.log10(float(true_peak(limited)[0])) <= -3.0 + 1e-3
+
+
+def test_silence_is_left_alone_and_per_item_targets() -> None:
+    silent = torch.zeros(1, 1, SR)
+    assert torch.equal(volume_adjust(silent, SR, -23.0), silent)
+    x = torch.stack([speech_like(2.0), speech_like(2.0, seed=3)])
+    y = volume_adjust(x, SR, [-20.0, -30.0])
+    measured = integrated_loudness(y, SR)
+    assert abs(float(measured[0]) + 20.0) < 0.1 and abs(float(measured[1]) + 30.0) < 0.1
+
+
+def test_bad_targets() -> None:
+    with pytest.raises(ValueError, match="peak_ceiling_db"):
+        volume_adjust(torch.zeros(1, 1, 100), SR, -23.0, 3.0)
+    with pytest.raises(ValueError, match="target_lufs"):
+        volume_adjust(torch.zeros(1, 1, 100), SR, float("inf"))
