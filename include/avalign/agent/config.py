@@ -19,6 +19,8 @@ class AlignConfig:
     sync_threshold: float = 0.75
     # An edit is kept only if its combined score beats the untouched clip's by this margin.
     min_improvement: float = 0.01
+    # A cycle whose edit (volume aside) removes more than this much of the sound is rejected.
+    max_energy_drop_db: float = 10.0
     planner: str = "rules"  # rules | llm
     # GX gate
     max_quarantined_share: float = 0.25

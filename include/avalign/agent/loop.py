@@ -51,6 +51,7 @@ class CycleRecord:
     audio_description: str = ""
     reports: list[dict[str, Any]] = field(default_factory=list)
     fallback_reason: str | None = None
+    rejected_reason: str | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +95,13 @@ def decode_clip(path: Path, config: AlignConfig) -> DecodedClip:
         audio_native=native.samples.astype(np.float32), native_rate=native.sample_rate,
         frames=video.frames, frame_times=video.times_s, fps=fps,
     )
+
+
+def energy_change_db(original: np.ndarray, edited: np.ndarray) -> float:
+    """Energy of the edit relative to the original, in dB (0 = same, negative = quieter)."""
+    e0 = float(np.sum(np.asarray(original, dtype=np.float64) ** 2))
+    e1 = float(np.sum(np.asarray(edited, dtype=np.float64) ** 2))
+    return float(10 * np.log10((e1 + 1e-12) / (e0 + 1e-12)))
 
 
 def scorer_evidence(audio_ev: dict[str, Any], visual_ev: dict[str, Any], frame_times: np.ndarray) -> dict[str, Any]:
@@ -158,6 +166,16 @@ def align_decoded(clip: DecodedClip, *, client, planner: Planner, config: AlignC
         result = apply_plan(clip.audio_model[None, :], config.model_sample_rate, decision.plan)
         edited = np.asarray(result.audio, dtype=np.float32)[0]
         record.reports = list(result.reports)
+        drop = energy_change_db(clip.audio_model, edited)
+        if drop < -config.max_energy_drop_db and not any(st["action"] == "volume_adjust" for st in decision.plan):
+            # Denoising that takes away most of the sound removed the content, not the noise
+            # (steady sources such as rain, engines or fans look like noise to every estimator).
+            record.rejected_reason = f"edit removed {-drop:.1f} dB of the sound (limit {config.max_energy_drop_db:.0f} dB)"
+            record.rationale.append(record.rejected_reason)
+            record.seconds = time.perf_counter() - t0
+            context.feedback.append(CycleFeedback(cycle, decision.plan, before["alignment"], before["sync"],
+                                                  {"rejected": record.rejected_reason}))
+            continue
         edited_desc = client.describe_audio(edited)
         ev = scorer_evidence(edited_desc.evidence, visual_desc.evidence, clip.frame_times)
         scores = client.score(edited, clip.frames, clip.fps, ev)

@@ -89,7 +89,7 @@ class RulePlanner:
 
     name = "rules"
 
-    def __init__(self, *, snr_threshold_db: float = 12.0, min_offset_ms: float = 40.0,
+    def __init__(self, *, snr_threshold_db: float = 8.0, min_offset_ms: float = 40.0,
                  min_offset_confidence: float = 0.25, quiet_dbfs: float = -45.0) -> None:
         self.snr_threshold_db = snr_threshold_db
         self.min_offset_ms = min_offset_ms

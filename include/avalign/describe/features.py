@@ -51,7 +51,10 @@ def onset_envelope(x: np.ndarray, sample_rate: int, *, band_hz: tuple[float, flo
     if band_hz is not None:
         keep = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
         power = power[keep]
-    logp = np.log10(power + 1e-8)
+    # A per-bin floor at twice the bin's 20th-percentile power keeps stationary noise from
+    # producing flux of its own: only rises well above the noise floor count as onsets.
+    floor = 2.0 * np.percentile(power, 20, axis=1, keepdims=True)
+    logp = np.log10(power + floor + 1e-8)
     flux = np.maximum(np.diff(logp, axis=1), 0.0).sum(axis=0)
     flux_times = (times[1:] + times[:-1]) / 2.0
     grid = np.arange(n_out) / rate
@@ -99,20 +102,14 @@ class LevelStats:
 def level_stats(x: np.ndarray, sample_rate: int, *, min_gap_s: float = 0.04) -> LevelStats:
     """RMS, peak, a blind SNR estimate, the silent share, clipping and dropout gaps.
 
-    SNR: per frequency bin, the 10th percentile of frame power over time is the noise floor
-    (stationary-noise assumption, as in minimum statistics); signal power is the mean minus that
-    floor. Capped to [-20, 60] dB. Silence: 20 ms frames below -60 dBFS.
+    SNR: ``blind_snr_db``. Silence: 20 ms frames below -60 dBFS.
     """
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     if x.size == 0:
         return LevelStats(-120.0, -120.0, 0.0, 1.0, 0.0, [])
     rms = float(np.sqrt(np.mean(x**2)))
     peak = float(np.max(np.abs(x)))
-    power, _, _ = power_spectrogram(x, sample_rate)
-    noise = np.percentile(power, 10, axis=1)
-    total = power.mean(axis=1)
-    signal = np.maximum(total - noise, 0.0).sum()
-    snr = 10.0 * np.log10((signal + _EPS) / (noise.sum() + _EPS))
+    snr = blind_snr_db(x, sample_rate)
     frame_rms = np.sqrt(np.mean(_frames(x, int(0.02 * sample_rate), int(0.02 * sample_rate)) ** 2, axis=1))
     silence = float(np.mean(frame_rms < 1e-3)) if frame_rms.size else 1.0
     clipped = float(np.mean(np.abs(x) >= 0.999))
@@ -138,6 +135,32 @@ def dropouts(gaps: list[tuple[float, float]], duration_s: float, *, max_gap_s: f
     if not short or sum(d for _, d in gaps) > max_share * duration_s:
         return []
     return short
+
+
+def blind_snr_db(x: np.ndarray, sample_rate: int) -> float:
+    """SNR without a reference: the minimum-statistics noise PSD that the denoisers share
+    (``avalign.actions.noise``, bias-compensated), against the power above it.
+
+    Frames of digital silence (dropouts, muted heads) are left out: they would pull the noise
+    floor to zero. Capped to [-20, 60] dB. Non-stationary interference (babble, another clip)
+    is partly counted as signal, as it is for every stationary-noise estimator.
+    """
+    import torch
+
+    from avalign.actions.noise import stationary_noise_psd
+    from avalign.actions.spectral import stft, stft_config
+
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    cfg = stft_config(sample_rate)
+    power = stft(torch.from_numpy(x)[None, None, :], cfg).abs().pow(2)[0, 0]  # (F, N)
+    active = power.sum(dim=0) > 1e-10 * cfg.n_fft
+    if int(active.sum()) < 4:
+        return 60.0
+    power = power[:, active]
+    noise = stationary_noise_psd(power, cfg.frame_rate(sample_rate))[:, 0]
+    signal = torch.clamp(power.mean(dim=1) - noise, min=0.0).sum()
+    snr = 10.0 * torch.log10((signal + _EPS) / (noise.sum() + _EPS))
+    return float(np.clip(float(snr), -20.0, 60.0))
 
 
 def find_gaps(x: np.ndarray, sample_rate: int, *, min_gap_s: float = 0.04,

@@ -82,6 +82,9 @@ def estimate_offset(audio_env: np.ndarray, motion_grid: np.ndarray, *, rate: flo
     lags, corr = xcorr_lags(audio_env[:n], motion_onsets(motion_grid[:n]), max_lag)
     best = int(np.argmax(corr))
     peak = float(corr[best])
+    if best in (0, corr.size - 1):
+        # the maximum sits on the edge of the search range: the true peak may lie outside it
+        return SyncEstimate(None, 0.0, peak)
     # parabolic refinement around the peak
     delta = 0.0
     if 0 < best < corr.size - 1:
