@@ -33,8 +33,16 @@ def test_speech_with_face_and_low_snr_gets_speech_preserving_denoise():
     assert "speech with a visible face" in d.rationale[0]
 
 
-def test_low_snr_without_speech_gets_spectral_gating():
-    assert actions(RulePlanner().plan(ctx(audio={"snr_db": 4.0}))) == ["spectral_gating"]
+NOISE = [{"label": "White noise", "score": 0.2}]
+
+
+def test_low_snr_heard_as_noise_gets_spectral_gating():
+    assert actions(RulePlanner().plan(ctx(audio={"snr_db": 4.0, "noise_tags": NOISE}))) == ["spectral_gating"]
+
+
+def test_steady_sound_not_heard_as_noise_is_content_not_denoised():
+    d = RulePlanner().plan(ctx(audio={"snr_db": 4.0, "noise_tags": []}))
+    assert d.plan == [] and "taken as the content" in d.rationale[0]
 
 
 def test_confident_offset_gets_opposite_time_shift():
@@ -72,14 +80,14 @@ def test_cycle_estimate_is_mapped_back_through_its_own_shift():
 
 def test_next_denoiser_when_the_first_did_not_pass():
     fb = CycleFeedback(1, [{"action": "spectral_gating", "params": {}}], 0.5, 0.5, {})
-    d = RulePlanner().plan(ctx(audio={"snr_db": 4.0}, cycle=2, feedback=[fb]))
+    d = RulePlanner().plan(ctx(audio={"snr_db": 4.0, "noise_tags": NOISE}, cycle=2, feedback=[fb]))
     assert actions(d) == ["spectral_subtraction"]
 
 
 @pytest.mark.parametrize("audio,visual,before", [
     ({"snr_db": 1.0, "speech_s": 3.0, "gaps": [[0.5, 0.1]], "rms_dbfs": -60.0}, {"face_fraction": 1.0},
      {"offset_ms": -400.0, "offset_confidence": 0.8}),
-    ({"snr_db": 2.0, "clipped_fraction": 0.01}, {}, {}),
+    ({"snr_db": 2.0, "clipped_fraction": 0.01, "noise_tags": [{"label": "Hum", "score": 0.1}]}, {}, {}),
 ])
 def test_every_rule_plan_validates(audio, visual, before):
     for cycle in (1, 2, 3, 4):

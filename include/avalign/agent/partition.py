@@ -193,6 +193,7 @@ def _base_row(record: dict[str, Any], clip_id: str, run_id: str, partition: str)
         "seconds": 0.0,
         "injected_offset_ms": num("offset_ms"), "injected_snr_db": num("snr_db"),
         "corruption_types": str(record.get("corruption_types") or ""),
+        "corruption": str(record.get("corruption") or "[]"),
         "reference_audio_uri": record.get("reference_audio_uri") or None,
         "category": record.get("category") or None,
     }
@@ -243,7 +244,8 @@ RESULT_COLUMNS = [
     "alignment_before", "sync_before", "alignment_after", "sync_after", "passed", "improved_or_passed",
     "duration_in_s", "duration_out_s", "duration_error_s", "peak_out", "clipped_fraction_out",
     "offset_est_before_ms", "offset_est_after_ms", "output_uri", "audio_uri", "trace_uri", "output_sha256",
-    "seconds", "injected_offset_ms", "injected_snr_db", "corruption_types", "reference_audio_uri", "category",
+    "seconds", "injected_offset_ms", "injected_snr_db", "corruption_types", "corruption", "reference_audio_uri",
+    "category",
 ]
 _FLOATS = ["alignment_before", "sync_before", "alignment_after", "sync_after", "duration_in_s", "duration_out_s",
            "duration_error_s", "peak_out", "clipped_fraction_out", "offset_est_before_ms", "offset_est_after_ms",
@@ -258,7 +260,8 @@ def results_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["cycles"] = df["cycles"].fillna(0).astype("int64")
     for col in ("passed", "improved_or_passed"):
         df[col] = df[col].fillna(False).astype(bool)
-    for col in ("clip_id", "partition", "run_id", "source_uri", "outcome", "actions", "plan_json", "corruption_types"):
+    for col in ("clip_id", "partition", "run_id", "source_uri", "outcome", "actions", "plan_json", "corruption_types",
+                "corruption"):
         df[col] = df[col].fillna("").astype(str)
     return df
 

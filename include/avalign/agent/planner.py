@@ -79,9 +79,10 @@ class RulePlanner:
     """A rule policy over the evidence. Each rule names the measurement that fired it.
 
     - a confident offset estimate of 40 ms or more → time_shift by minus that offset;
-    - low estimated SNR → a denoiser: speech with a visible face gets the speech-preserving
-      Wiener filter first, other content spectral gating; later cycles try the next denoiser
-      and a stronger setting;
+    - low estimated SNR, and the noise is heard as noise (an AudioSet noise class) or lies over
+      speech → a denoiser; steady sound with neither is taken as the content (rain, an engine).
+      Speech with a visible face gets the speech-preserving Wiener filter first, other content
+      spectral gating; later cycles try the next denoiser and a stronger setting;
     - dropouts (short digital-silence holes inside sound) → fill_blanks;
     - very quiet, or clipped at full scale → volume_adjust to -23 LUFS with a -1 dBTP ceiling.
     Nothing fires → an empty plan: the clip is left untouched.
@@ -113,8 +114,13 @@ class RulePlanner:
             shift_step = {"action": "time_shift", "params": {"shift_ms": round(-float(offset), 1)}}
 
         snr = float(ev.get("snr_db", 60.0))
-        if snr < self.snr_threshold_db:
-            speechy = ev.get("speech_s", 0.0) >= 1.0 and vis.get("face_fraction", 0.0) >= 0.5
+        noise_named = [t["label"] for t in ev.get("noise_tags", [])]
+        has_speech = ev.get("speech_s", 0.0) >= 1.0
+        if snr < self.snr_threshold_db and not (noise_named or has_speech):
+            why.append(f"estimated SNR {snr:.1f} dB but nothing is heard as noise and there is no speech:"
+                       " the steady sound is taken as the content, not denoised")
+        if snr < self.snr_threshold_db and (noise_named or has_speech):
+            speechy = has_speech and vis.get("face_fraction", 0.0) >= 0.5
             order = SPEECH_DENOISERS if speechy else GENERAL_DENOISERS
             previous = context.feedback[-1].plan if context.feedback else []
             prev_denoise = next((st for st in previous if st["action"] in order), None)
@@ -129,7 +135,8 @@ class RulePlanner:
                 strength = min(1.0, 0.5 + 0.25 * (tried // len(order)) + (0.25 if snr < 3 else 0.0))
                 plan.append({"action": action, "params": _denoise_params(action, strength)})
                 kind = "speech with a visible face" if speechy else "non-speech content"
-                why.append(f"estimated SNR {snr:.1f} dB < {self.snr_threshold_db:.0f} dB on {kind} → {action}")
+                heard = f", heard as {', '.join(noise_named).lower()}" if noise_named else ", over speech"
+                why.append(f"estimated SNR {snr:.1f} dB < {self.snr_threshold_db:.0f} dB{heard}, on {kind} → {action}")
 
         if shift_step is not None:
             plan.append(shift_step)
@@ -141,7 +148,7 @@ class RulePlanner:
             plan.append({"action": "volume_adjust", "params": {"target_lufs": -23.0, "peak_ceiling_db": -1.0}})
             why.append("clipped at full scale" if clipped else f"very quiet ({ev.get('rms_dbfs'):.0f} dBFS)")
 
-        if not plan:
+        if not plan and not why:
             why.append("no rule fired: the evidence shows no problem this policy can repair")
         return PlanDecision(plan=plan, rationale=why, planner=self.name)
 
@@ -171,13 +178,14 @@ def best_offset_estimate(context: PlanningContext) -> tuple[float | None, float,
 
 
 def _denoise_params(action: str, strength: float) -> dict[str, float]:
-    """Map one strength in [0, 1] onto each denoiser's own parameters (bounds: actions.schema)."""
+    """Map one strength in [0, 1] onto each denoiser's own parameters (bounds: actions.schema).
+    Strength 0.5 gives the schema defaults, which were tuned for SI-SDR on speech in noise."""
     if action == "spectral_subtraction":
         return {"over_subtraction": round(1.0 + 2.0 * strength, 2), "floor": 0.02}
     if action == "wiener_filter":
-        return {"alpha": 0.98, "min_prior_snr_db": round(-10.0 - 20.0 * strength, 1)}
+        return {"alpha": 0.9, "min_prior_snr_db": round(-15.0 - 20.0 * strength, 1)}
     if action == "wavelet_denoise":
         return {"threshold_scale": round(0.5 + strength, 2)}
     if action == "spectral_gating":
-        return {"threshold_db": 6.0, "prop_decrease": round(0.6 + 0.4 * strength, 2)}
+        return {"threshold_db": 6.0, "prop_decrease": round(min(1.0, 0.5 + strength), 2)}
     return {}

@@ -36,6 +36,14 @@ def applied_shift_ms(plan_json: str) -> float:
     return float(sum(step.get("params", {}).get("shift_ms", 0.0) for step in plan if step.get("action") == "time_shift"))
 
 
+def _noise_kind(corruption_json: str | None) -> str:
+    try:
+        steps = json.loads(corruption_json or "[]")
+    except (TypeError, ValueError):
+        return "unknown"
+    return next((s["params"].get("noise_kind", "unknown") for s in steps if s.get("type") == "noise"), "unknown")
+
+
 def _si_sdr_comparable(types: str) -> bool:
     kinds = {t for t in str(types).split(",") if t}
     return "noise" in kinds and kinds <= {"noise", "offset", "gain"}
@@ -75,12 +83,19 @@ def summarise(tables: list[pd.DataFrame], *, published: list[str], rejected: lis
         summary["offset_clips"] = int(len(off))
         summary["offset_error_ms_median_before"] = round(float(before.median()), 1)
         summary["offset_error_ms_median_after"] = round(float(after.median()), 1)
+        # the target is on procedural clips: report them (and the real ones) apart
+        procedural = off["clip_id"].str.startswith("gen")
+        for name, mask in (("procedural", procedural), ("real", ~procedural)):
+            if mask.any():
+                summary[f"offset_error_ms_median_after_{name}"] = round(float(after[mask].median()), 1)
+                summary[f"offset_clips_{name}"] = int(mask.sum())
 
     comparable = ok["corruption_types"].map(_si_sdr_comparable) if len(ok) else []
     noisy = ok[ok["injected_snr_db"].notna() & ok["reference_audio_uri"].notna() & comparable] if len(ok) else ok
     if len(noisy):
-        b, a = [], []
+        b, a, kinds = [], [], []
         for r in noisy.itertuples():
+            kinds.append(_noise_kind(getattr(r, "corruption", None)))
             ref = _audio16k(r.reference_audio_uri)
             inp = _audio16k(r.source_uri)
             out = _audio16k(r.audio_uri) if r.outcome == "improved" and r.audio_uri else inp
@@ -90,7 +105,10 @@ def summarise(tables: list[pd.DataFrame], *, published: list[str], rejected: lis
         summary["noisy_clips"] = int(len(noisy))
         summary["si_sdr_db_median_before"] = round(float(np.median(b)), 2)
         summary["si_sdr_db_median_after"] = round(float(np.median(a)), 2)
-        summary["si_sdr_db_median_gain"] = round(float(np.median(np.array(a) - np.array(b))), 2)
+        gains = np.array(a) - np.array(b)
+        summary["si_sdr_db_median_gain"] = round(float(np.median(gains)), 2)
+        summary["si_sdr_db_gain_by_noise_kind"] = {
+            kind: round(float(np.median(gains[np.array(kinds) == kind])), 2) for kind in sorted(set(kinds))}
 
     clean = df[df["corruption_types"].isin(["", "none"])] if len(df) else df
     if len(clean):

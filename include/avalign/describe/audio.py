@@ -21,6 +21,11 @@ from avalign.describe.features import ENVELOPE_RATE, level_stats, onset_envelope
 
 SAMPLE_RATE = 16000
 # AudioSet tags that mean "not a sound source", skipped when naming what is heard.
+# AudioSet classes that name noise rather than a sound source; their presence is what lets the
+# planner tell added noise from steady content (rain, engines, fans look alike to SNR estimates).
+NOISE_CLASSES = ("Noise", "White noise", "Pink noise", "Static", "Hum", "Hiss", "Buzz",
+                 "Environmental noise", "Wind noise (microphone)", "Hubbub, speech noise, speech babble")
+NOISE_TAG_MIN_SCORE = 0.03
 _GENERIC_TAGS = {"Silence", "Inside, small room", "Inside, large room or hall", "Outside, rural or natural",
                  "Outside, urban or manmade"}
 
@@ -118,7 +123,10 @@ class AudioDescriber:
             raise ValueError("audio must be non-empty and finite")
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        tags, _ = self.audio_tags(x)
+        tags, scores = self.audio_tags(x)
+        noise_tags = [{"label": n, "score": round(float(scores[self.class_names.index(n)]), 3)}
+                      for n in NOISE_CLASSES
+                      if n in self.class_names and scores[self.class_names.index(n)] >= NOISE_TAG_MIN_SCORE]
         timings["tags_s"] = time.perf_counter() - t
         t = time.perf_counter()
         speech = self.speech_segments(x)
@@ -136,6 +144,7 @@ class AudioDescriber:
         evidence: dict[str, Any] = {
             "duration_s": round(duration, 4),
             "tags": [{"label": n, "score": s} for n, s in tags],
+            "noise_tags": noise_tags,
             "speech_segments": [[round(s, 3), round(e, 3)] for s, e in speech],
             "speech_s": round(speech_s, 3),
             "speech_fraction": round(speech_s / duration, 3) if duration else 0.0,
