@@ -23,7 +23,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if real is not None and not real.is_dir():
         raise AvalignError(f"--real-av {real}: not a folder")
     parts = build_dataset(args.out, partitions=args.partitions, clips_per_partition=args.clips,
-                          real_av_dir=real, seed=args.seed, duration_s=args.duration)
+                          real_av_dir=real, seed=args.seed, duration_s=args.duration, mix=args.mix)
     print(json.dumps({"dataset": args.out, "partitions": parts}, indent=2))
     return 0
 
@@ -86,6 +86,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from avalign.bench import main
+
+    return main(quick=args.quick, out=args.out, real_av_dir=args.real_av)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m avalign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--real-av", default=None,
                    help=f"also add a partition from real clips in this folder (e.g. {DEFAULT_REAL_AV})")
+    p.add_argument("--mix", choices=["realistic", "single"], default="realistic",
+                   help="realistic: combined corruptions, all noise kinds; single: one per clip, stationary noise")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("ingest", help="probe raw videos into a partitioned manifest dataset")
@@ -123,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, default=2, help="procedural partitions")
     p.add_argument("--clips", type=int, default=16, help="clips per procedural partition")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("bench", help="speed and quality of the edit actions vs reference libraries (make bench)")
+    p.add_argument("--out", default=str(REPO_ROOT / "var" / "bench" / "actions.json"), help="JSON report path")
+    p.add_argument("--real-av", default=str(DEFAULT_REAL_AV), help="folder of real clips (skipped when absent)")
+    p.add_argument("--quick", action="store_true", help="one short clip, one pass: a smoke run")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("serve", help="run the local tritonserver on the model repository")
     p.add_argument("--models", nargs="*", help="subset of models (default: all)")

@@ -29,8 +29,10 @@ def build_sample(dataset: Path, *, partitions: int, clips: int, progress: Callab
     real = REAL_AV_DIR if REAL_AV_DIR.is_dir() else None
     if real is None:
         progress(f"no real clips at {REAL_AV_DIR}: procedural partitions only")
+    # One corruption per clip, stationary noise: each ground-truth metric measures one repair.
+    # (`python -m avalign generate --mix realistic` draws combined corruptions, babble included.)
     build_dataset(str(dataset), partitions=partitions, clips_per_partition=clips, real_av_dir=real, seed=0,
-                  progress=lambda m: None)
+                  progress=lambda m: None, mix="single")
     progress(f"generated {dataset} with partitions {list_partitions(str(dataset))}")
 
 
@@ -127,7 +129,8 @@ def print_summary(summary: dict[str, Any], path: Path, out: Path, rebuild_id: st
         print(f"noisy clips ({s['noisy_clips']}): median SI-SDR {s['si_sdr_db_median_before']:+.1f} dB"
               f" -> {s['si_sdr_db_median_after']:+.1f} dB (median gain {s['si_sdr_db_median_gain']:+.1f} dB)")
     if "clean_controls" in s:
-        print(f"clean controls ({s['clean_controls']}): {100 * s['clean_controls_unchanged_share']:.0f}% left unchanged")
+        print(f"clean controls ({s['clean_controls']}): {100 * s['clean_controls_unchanged_share']:.0f}% left unchanged,"
+              f" {100 * s['clean_controls_no_harm_share']:.0f}% unharmed (SI-SDR within 0.5 dB)")
     print(f"MLflow run: {s['mlflow_run_id']}")
     print(f"summary: {path}")
     print("\nNext:")

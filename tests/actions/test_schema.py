@@ -17,7 +17,7 @@ from avalign.actions import (
 from avalign.errors import AvalignError
 
 
-def test_catalogue_has_the_nine_actions_and_describes_them() -> None:
+def test_catalogue_has_the_eleven_actions_and_describes_them() -> None:
     assert ACTIONS == (
         "spectral_subtraction",
         "wiener_filter",
@@ -28,6 +28,8 @@ def test_catalogue_has_the_nine_actions_and_describes_them() -> None:
         "volume_adjust",
         "fill_blanks",
         "time_shift",
+        "deepfilternet",
+        "rnnoise",
     )
     text = describe_actions()
     for name, params in ACTION_SCHEMAS.items():

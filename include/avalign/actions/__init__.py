@@ -1,7 +1,9 @@
 """avalign.actions: the audio edits an agent can plan (pure signal processing).
 
-Nine actions, named as in the plan JSON: spectral_subtraction, wiener_filter, wavelet_denoise,
-spectral_gating, speed_change, pitch_change, volume_adjust, fill_blanks, time_shift.
+Eleven actions, named as in the plan JSON: spectral_subtraction, wiener_filter, wavelet_denoise,
+spectral_gating, speed_change, pitch_change, volume_adjust, fill_blanks, time_shift, and the two
+neural denoisers deepfilternet and rnnoise (``neural.py``: 48 kHz C runtimes from their wheels,
+looped over items rather than batched).
 
 Layers (torchaudio/lhotse style):
 - ``functional``: pure batched functions on (B, C, T) tensors;
@@ -14,9 +16,11 @@ This package imports nothing from avalign.agent, avalign.serving or avalign.data
 
 from .edits import (
     EDIT_TYPES,
+    DeepFilterNet,
     Edit,
     FillBlanks,
     PitchChange,
+    RNNoise,
     SpectralGating,
     SpectralSubtraction,
     SpeedChange,
@@ -45,12 +49,14 @@ __all__ = [
     "ACTION_SCHEMAS",
     "EDIT_TYPES",
     "MAX_STEPS",
+    "DeepFilterNet",
     "Edit",
     "FillBlanks",
     "ParamSpec",
     "PitchChange",
     "PlanError",
     "PlanResult",
+    "RNNoise",
     "SpectralGating",
     "SpectralSubtraction",
     "SpeedChange",

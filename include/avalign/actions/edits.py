@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from . import blanks, denoise, level, timing
+from . import blanks, denoise, level, neural, timing
 from ._checks import check_sample_rate
 from .schema import ACTION_SCHEMAS, validate_step
 
@@ -236,6 +236,30 @@ class TimeShift(Edit):
         )
 
 
+@dataclass
+class DeepFilterNet(Edit):
+    """DeepFilterNet3 (neural, 48 kHz inside); not batched: one fresh model state per channel."""
+
+    action: ClassVar[str] = "deepfilternet"
+    atten_lim_db: float = 100.0
+
+    def _apply(self, x: Tensor, sample_rate: int) -> tuple[Tensor, dict[str, list[Any]]]:
+        y, snr = neural.deepfilternet(x, sample_rate, self.atten_lim_db)
+        return y, {"mean_local_snr_db": snr}
+
+
+@dataclass
+class RNNoise(Edit):
+    """RNNoise (neural, 48 kHz inside); not batched: one fresh state per channel."""
+
+    action: ClassVar[str] = "rnnoise"
+    mix: float = 1.0
+
+    def _apply(self, x: Tensor, sample_rate: int) -> tuple[Tensor, dict[str, list[Any]]]:
+        y, speech = neural.rnnoise(x, sample_rate, self.mix)
+        return y, {"speech_probability": speech}
+
+
 def edit_fields(edit: Edit) -> list[str]:
     """Dataclass fields of an edit that are parameters (for introspection and tests)."""
     return [f.name for f in dataclasses.fields(edit) if f.init]
@@ -243,9 +267,11 @@ def edit_fields(edit: Edit) -> list[str]:
 
 __all__ = [
     "EDIT_TYPES",
+    "DeepFilterNet",
     "Edit",
     "FillBlanks",
     "PitchChange",
+    "RNNoise",
     "SpectralGating",
     "SpectralSubtraction",
     "SpeedChange",

@@ -2,6 +2,8 @@
 
 Every function takes a (B, C, T) float tensor and the sample rate, accepts per-item parameters
 (a number, a list of B numbers or a (B,) tensor), works on CPU or CUDA and keeps the length.
+``deepfilternet`` and ``rnnoise`` return ``(audio, per-item report)`` and run on the CPU item by
+item (their C runtimes are single-stream); a CUDA input comes back on CUDA.
 """
 
 from __future__ import annotations
@@ -9,16 +11,19 @@ from __future__ import annotations
 from .blanks import fill_blanks, find_blanks
 from .denoise import spectral_gating, spectral_subtraction, wavelet_denoise, wiener_filter
 from .level import integrated_loudness, limit_true_peak, true_peak, volume_adjust
+from .neural import deepfilternet, rnnoise
 from .noise import noise_psd, stationary_noise_psd
 from .timing import pitch_change, shift_samples, speed_change, time_shift
 
 __all__ = [
+    "deepfilternet",
     "fill_blanks",
     "find_blanks",
     "integrated_loudness",
     "limit_true_peak",
     "noise_psd",
     "pitch_change",
+    "rnnoise",
     "shift_samples",
     "spectral_gating",
     "spectral_subtraction",

@@ -14,7 +14,8 @@ dtype, device and timing (tested to the sample).
       void     df_free(DFState *);
 
 - :func:`rnnoise`: Xiph RNNoise (``pyrnnoise.rnnoise``: ``create``/``destroy`` and the
-  library's ``rnnoise_process_frame``, which takes and returns 16-bit-scaled floats; the float
+  library's ``float rnnoise_process_frame(DenoiseState *, float *out, const float *in)`` (output
+  first), which takes and returns 16-bit-scaled floats; the float
   frames go straight in, so nothing is quantised to int16 or wrapped around on loud input).
 
 NOT batched: both runtimes are recurrent single-stream C code, so a (B, C, T) batch is a loop
@@ -135,8 +136,12 @@ def _rnnoise_runtime() -> _RnnoiseRuntime:
         return runtime
 
 
-def _stream(process: Any, state: int, signal: np.ndarray, hop: int, delay: int) -> tuple:
+def _stream(
+    process: Any, state: int, signal: np.ndarray, hop: int, delay: int, *, out_first: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Run a frame-by-frame model over ``signal`` (float32, 1-D) and undo its delay.
+
+    ``process(state, in, out)``, or ``process(state, out, in)`` with ``out_first`` (RNNoise).
 
     The input is zero-padded at the end by the delay (and up to a whole frame), so the output
     has exactly ``len(signal)`` samples aligned with the input. Returns (output, per-frame
@@ -149,9 +154,10 @@ def _stream(process: Any, state: int, signal: np.ndarray, hop: int, delay: int) 
     out = np.empty_like(buf)
     step = hop * buf.itemsize
     src, dst = buf.ctypes.data, out.ctypes.data
+    first, second = (dst, src) if out_first else (src, dst)
     values = np.empty(frames, dtype=np.float64)
     for k in range(frames):
-        values[k] = process(state, src + k * step, dst + k * step)
+        values[k] = process(state, first + k * step, second + k * step)
     return out[delay : delay + n], values
 
 
@@ -258,7 +264,9 @@ def rnnoise(
             raise NeuralDenoiserUnavailable("rnnoise_create returned NULL")
         try:
             signal = np.ascontiguousarray(upsampled[row].numpy() * RNNOISE_SCALE)
-            y, vad = _stream(rt.process, state, signal, rt.frame, RNNOISE_DELAY)
+            y, vad = _stream(
+                rt.process, state, signal, rt.frame, RNNOISE_DELAY, out_first=True
+            )
         finally:
             rt.destroy(state)
         results[row] = torch.from_numpy(y / RNNOISE_SCALE)

@@ -104,6 +104,14 @@ ACTION_SCHEMAS: dict[str, dict[str, ParamSpec]] = {
             -1000.0, 1000.0, None, "ms", "positive = audio later (delay), negative = earlier"
         ),
     },
+    "deepfilternet": {
+        "atten_lim_db": _f(
+            0.0, 100.0, 100.0, "dB", "most the model may attenuate; 100 = no limit, 0 = no change"
+        ),
+    },
+    "rnnoise": {
+        "mix": _f(0.0, 1.0, 1.0, "ratio", "share of the denoised signal in the output (wet/dry)"),
+    },
 }
 
 ACTION_DESCRIPTIONS: dict[str, str] = {
@@ -119,6 +127,11 @@ ACTION_DESCRIPTIONS: dict[str, str] = {
         "Move the audio later (positive) or earlier (negative) against the video; "
         "fixes a constant offset."
     ),
+    "deepfilternet": (
+        "Neural speech enhancement (DeepFilterNet3): strongest cleanup of noisy speech, "
+        "slowest (about 0.1 s per second of audio)."
+    ),
+    "rnnoise": "Neural noise suppression for speech (RNNoise): fast, milder than DeepFilterNet.",
 }
 
 

@@ -114,6 +114,16 @@ def summarise(tables: list[pd.DataFrame], *, published: list[str], rejected: lis
     if len(clean):
         summary["clean_controls"] = int(len(clean))
         summary["clean_controls_unchanged_share"] = round(float((clean["outcome"] == "kept_original").mean()), 3)
+        # do-no-harm (the evaluation's definition): untouched, or the output's SI-SDR against the
+        # clean reference within 0.5 dB of the input's (a loudness change alone does no harm)
+        harmless = []
+        for r in clean.itertuples():
+            if r.outcome != "improved" or not r.audio_uri or not r.reference_audio_uri:
+                harmless.append(r.outcome != "improved")
+                continue
+            ref = _audio16k(r.reference_audio_uri)
+            harmless.append(si_sdr(_audio16k(r.audio_uri), ref) >= si_sdr(_audio16k(r.source_uri), ref) - 0.5)
+        summary["clean_controls_no_harm_share"] = round(float(np.mean(harmless)), 3)
     summary["seconds_per_clip_median"] = round(float(df["seconds"].median()), 2) if len(df) else None
     summary["mlflow_run_id"] = mlflow_run_id
     summary["elapsed_s"] = round(elapsed_s, 1)

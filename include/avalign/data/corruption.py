@@ -460,8 +460,13 @@ def sample_corruption(
     duration_s: float = 4.0,
     other_available: bool = False,
     p_clean: float = 1 / 6,
+    single: bool = False,
+    noise_kinds: Sequence[str] = NOISE_KINDS,
 ) -> list[dict]:
     """Draw a realistic mix of corruptions (about 1 in 6 clean controls), in canonical order.
+
+    ``single=True`` draws exactly one corruption per clip (weighted like the realistic mix), so
+    each ground-truth metric isolates one repair. ``noise_kinds`` limits the noise types.
 
     Offsets 80-500 ms of either sign (whole ms), SNR 0-10 dB, speed 0.97-1.03 (at least 1 %
     off), 1-3 gaps of 0.1-0.5 s, gain -30..-20 dB or +6..+18 dB hard-clipped, distractors
@@ -483,7 +488,11 @@ def sample_corruption(
     usable = [k for k in CANONICAL_ORDER if k in kinds]
     if not usable:
         return [{"type": "none", "params": {}}]
-    chosen = [k for k in usable if rng.random() < probs[k]]
+    if single:
+        weights = np.array([probs[k] for k in usable])
+        chosen = [usable[int(rng.choice(len(usable), p=weights / weights.sum()))]]
+    else:
+        chosen = [k for k in usable if rng.random() < probs[k]]
     if not chosen:
         chosen = [usable[int(rng.integers(len(usable)))]]
     out = []
@@ -493,10 +502,10 @@ def sample_corruption(
                 "offset_ms": float(rng.choice([-1, 1]) * int(rng.integers(80, 501)))
             }
         elif kind == "noise":
-            noise_kinds = [k for k in NOISE_KINDS if k != "clip" or other_available]
+            allowed = [k for k in noise_kinds if k != "clip" or other_available] or ["white"]
             params = {
                 "snr_db": round(float(rng.uniform(0, 10)), 1),
-                "noise_kind": noise_kinds[int(rng.integers(len(noise_kinds)))],
+                "noise_kind": allowed[int(rng.integers(len(allowed)))],
                 "seed": int(rng.integers(0, 2**31 - 1)),
             }
         elif kind == "speed_drift":

@@ -38,6 +38,10 @@ from avalign.media.remux import remux_with_audio, write_audio
 VIDEO_EXTS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 HEADROOM_PEAK = 0.99  # corrupted audio is scaled (and the scaling recorded) above this peak
 REAL_KINDS: tuple[str, ...] = ("offset", "noise")
+MIXES: dict[str, dict] = {
+    "realistic": {},
+    "single": {"single": True, "noise_kinds": ("white", "pink", "hum")},
+}
 
 
 def _name(uri: str) -> str:
@@ -78,13 +82,21 @@ def build_dataset(
     sample_rate: int = 16000,
     real_limit: int | None = None,
     real_max_duration_s: float = 60.0,
+    mix: str = "realistic",
 ) -> list[str]:
     """Write a dataset of corrupted clips + clean references; returns the partitions written.
 
     ``real_limit`` caps how many real clips are used (sorted by name); real clips longer than
     ``real_max_duration_s`` are rejected (listed in build_rejects.json), as is any clip that
     fails to decode or remux: one bad file never stops the build.
+
+    ``mix``: "realistic" draws combined corruptions over every noise kind; "single" draws one
+    corruption per clip with stationary noise (white, pink, hum), so each ground-truth metric
+    measures one repair (what ``make demo`` uses).
     """
+    if mix not in MIXES:
+        raise ValueError(f"mix must be one of {sorted(MIXES)}, got {mix!r}")
+    sampling = MIXES[mix]
     if partitions < 0 or clips_per_partition < 1:
         raise ValueError("partitions must be >= 0 and clips_per_partition >= 1")
     out_uri = str(out_uri)
@@ -109,6 +121,7 @@ def build_dataset(
                 height=height,
                 fps=fps,
                 sr=sample_rate,
+                sampling=sampling,
             )
             write_manifest(pd.DataFrame(rows), manifest_uri(out_uri, part))
             written.append(part)
@@ -125,6 +138,7 @@ def build_dataset(
                 limit=real_limit,
                 max_duration_s=real_max_duration_s,
                 sr=sample_rate,
+                sampling=sampling,
             )
             if rows:
                 write_manifest(pd.DataFrame(rows), manifest_uri(out_uri, part))
@@ -137,7 +151,7 @@ def build_dataset(
 
 
 def _procedural_partition(
-    out_uri, part, p, tmp, say, rejects, *, seed, n, duration_s, width, height, fps, sr
+    out_uri, part, p, tmp, say, rejects, *, seed, n, duration_s, width, height, fps, sr, sampling
 ):
     order_rng = np.random.default_rng([int(seed), p, 1])
     cats = [CATEGORIES[k % len(CATEGORIES)] for k in range(n)]
@@ -160,7 +174,9 @@ def _procedural_partition(
                 sample_rate=sr,
             )
             spec = _with_other(
-                sample_corruption(rng, duration_s=duration_s, other_available=prev is not None),
+                sample_corruption(
+                    rng, duration_s=duration_s, other_available=prev is not None, **sampling
+                ),
                 prev[0] if prev else None,
             )
             audio, applied = corrupt(
@@ -214,7 +230,9 @@ def _procedural_partition(
     return rows
 
 
-def _real_partition(out_uri, part, real_dir, tmp, say, rejects, *, seed, limit, max_duration_s, sr):
+def _real_partition(
+    out_uri, part, real_dir, tmp, say, rejects, *, seed, limit, max_duration_s, sr, sampling
+):
     files = [u for u in storage.list_files(real_dir) if _name(u).lower().endswith(VIDEO_EXTS)]
     if limit is not None:
         files = files[: int(limit)]
@@ -240,6 +258,7 @@ def _real_partition(out_uri, part, real_dir, tmp, say, rejects, *, seed, limit, 
                         kinds=REAL_KINDS,
                         duration_s=track.duration_s,
                         other_available=prev is not None,
+                        **sampling,
                     ),
                     prev[0] if prev else None,
                 )
