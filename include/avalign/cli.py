@@ -92,6 +92,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return main(quick=args.quick, out=args.out, real_av_dir=args.real_av)
 
 
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from avalign.review.standalone import run_ui
+
+    return run_ui(port=args.port, host=args.host)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from avalign.evaluation.harness import evaluate
+
+    report = evaluate(args.suite, agents=tuple(args.agents), triton_url=args.triton_url,
+                      out_dir=Path(args.out) if args.out else None)
+    print(Path(args.out or REPO_ROOT / "var" / "eval", "alignment.md").read_text())
+    print(f"MLflow run: {report.get('mlflow_run_id')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m avalign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-av", default=str(DEFAULT_REAL_AV), help="folder of real clips (skipped when absent)")
     p.add_argument("--quick", action="store_true", help="one short clip, one pass: a smoke run")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("ui", help="Airflow UI with the AV Alignment review pages, on loopback (make ui)")
+    p.add_argument("--port", type=int, default=None, help="API server port (default 8080, else a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    p.set_defaults(func=_cmd_ui)
+
+    p = sub.add_parser("evaluate", help="run baseline agents and the rule agent on a ground-truth benchmark")
+    p.add_argument("--suite", default="default", help="default | smoke")
+    p.add_argument("--agents", nargs="+", default=["noop", "random", "always_denoise", "rules"])
+    p.add_argument("--triton-url", default=None)
+    p.add_argument("--out", default=None, help="output folder (default var/eval)")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("serve", help="run the local tritonserver on the model repository")
     p.add_argument("--models", nargs="*", help="subset of models (default: all)")

@@ -112,7 +112,7 @@ def scorer_evidence(audio_ev: dict[str, Any], visual_ev: dict[str, Any], frame_t
     return {
         "heard": heard_phrase(audio_ev),
         "seen": seen_phrase(visual_ev),
-        "speech_and_face": audio_ev.get("speech_s", 0) >= 1.0 and visual_ev.get("face_fraction", 0) >= 0.5,
+        "speech_s": float(audio_ev.get("speech_s", 0.0)),
         "frame_times_s": [round(float(t), 5) for t in frame_times],
     }
 

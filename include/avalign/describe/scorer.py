@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from avalign.describe.features import level_stats, motion_energy, onset_envelope, resample_series
-from avalign.describe.sync import estimate_offset, sync_score
+from avalign.describe.features import level_stats
+from avalign.describe.sync import estimate_fused, sync_score
 
 SAMPLE_RATE = 16000
 # MiniLM cosines of short heard/seen phrases measured on the real clips: matching pairs
@@ -83,11 +83,7 @@ class AVScorer:
             times = np.arange(frames.shape[0]) / fps
         duration = x.size / SAMPLE_RATE
 
-        energy, energy_t = motion_energy(frames, times)
-        motion = resample_series(energy, energy_t, duration)
-        band = (300.0, 3000.0) if evidence.get("speech_and_face") else None
-        env = onset_envelope(x, SAMPLE_RATE, band_hz=band)
-        estimate = estimate_offset(env, motion)
+        estimate = estimate_fused(x, SAMPLE_RATE, frames, times, speech_s=float(evidence.get("speech_s") or 0.0))
         s_sync = sync_score(estimate)
 
         quality = audio_quality(x)
@@ -107,6 +103,8 @@ class AVScorer:
             "offset_ms": None if estimate.offset_ms is None else round(estimate.offset_ms, 2),
             "offset_confidence": round(estimate.confidence, 4),
             "offset_peak_corr": round(estimate.peak_corr, 4),
+            "offset_method": estimate.method,
+            "offset_candidates": estimate.candidates,
             "weights": WEIGHTS,
         }
         return float(np.clip(alignment, 0.0, 1.0)), float(s_sync), detail

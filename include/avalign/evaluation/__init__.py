@@ -1,0 +1,1 @@
+"""Evaluation: benchmark grid with ground truth, baseline agents, the harness."""
