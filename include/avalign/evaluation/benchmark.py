@@ -43,6 +43,7 @@ SUITES = {
                                  "flashing_beacon", "rain", "fan_hum"), 1, OFFSETS_MS, SNRS_DB,
                      ("speed_drift", "gaps", "gain", "distractor", "none", "none"),
                      (-500, -200, 80, 200), (5,)),
+    "tiny": Suite("tiny", ("drum",), 1, (240, 0), (5,), ("none",), (), (), duration_s=3.0, width=96, height=72),
     "smoke": Suite("smoke", ("drum", "flashing_beacon"), 1, (-200, 0, 200), (0,), ("gaps", "none"),
                    (200,), (), duration_s=3.0, width=96, height=72),
 }
