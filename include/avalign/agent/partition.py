@@ -94,6 +94,11 @@ def run_partition(manifest_uri: str, out_uri: str, *, run_id: str, config: Align
 
     planner = planner or make_planner(config, client)
     versions = {role: client.model_version(role) for role in ROLES}
+    if planner.name == "llm":  # fail before the first clip when the planner model is not served
+        try:
+            versions["planner"] = client.model_version("planner")
+        except ClipError as exc:
+            raise ServingError(f"planner 'llm' is selected but Triton does not serve model 'planner': {exc}") from exc
     rows: list[dict[str, Any]] = []
     n = len(df)
     progress(f"[{partition}] {n} clips, run {run_id}, planner {planner.name}, max_cycles {config.max_cycles}")

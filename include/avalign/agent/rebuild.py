@@ -4,6 +4,8 @@ into tasks). Starts a local Triton when no URL is given, and always stops it."""
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import time
 from typing import Any, Callable, Iterator
 
@@ -33,16 +35,34 @@ def resolve_manifests(uri: str, partitions: list[str] | None = None) -> list[str
 
 
 @contextlib.contextmanager
-def triton_client(url: str | None, progress: Callable[[str], None] = print) -> Iterator[Any]:
-    """A TritonClient for ``url``, or for a local tritonserver started (and stopped) here."""
+def triton_client(url: str | None, progress: Callable[[str], None] = print, *,
+                  planner: str = "rules") -> Iterator[Any]:
+    """A TritonClient for ``url``, or for a local tritonserver started (and stopped) here.
+
+    With ``planner="llm"`` a local server also serves the ``planner`` model, from the Hugging Face
+    model folder in ``$AVALIGN_PLANNER_MODEL`` (avalign.serving.llm).
+    """
     from avalign.serving.client import TritonClient
-    from avalign.serving.launcher import TritonServer
+    from avalign.serving.launcher import ALL_MODELS, DEFAULT_WORKSPACE, TritonServer
 
     server = None
+    scratch = None
     if not url:
         t0 = time.perf_counter()
+        kwargs: dict[str, Any] = {}
+        if planner == "llm":
+            from avalign.serving.llm import local_planner_dirs
+
+            DEFAULT_WORKSPACE.mkdir(parents=True, exist_ok=True)
+            scratch = tempfile.mkdtemp(prefix="planner-", dir=DEFAULT_WORKSPACE)
+            kwargs = {"models": ALL_MODELS + ("planner",), "extra_model_dirs": local_planner_dirs(scratch)}
         progress("starting local tritonserver ...")
-        server = TritonServer().start()
+        try:
+            server = TritonServer(**kwargs).start()
+        except BaseException:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+            raise
         url = server.grpc_url
         progress(f"tritonserver ready at {url} in {time.perf_counter() - t0:.1f}s")
     client = TritonClient(url)
@@ -52,6 +72,8 @@ def triton_client(url: str | None, progress: Callable[[str], None] = print) -> I
         client.close()
         if server is not None:
             server.stop()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def align_manifests(uri: str, out_uri: str, *, run_id: str, config: AlignConfig, triton_url: str | None = None,
@@ -59,7 +81,7 @@ def align_manifests(uri: str, out_uri: str, *, run_id: str, config: AlignConfig,
     manifests = resolve_manifests(uri, partitions)
     t0 = time.perf_counter()
     runs = []
-    with triton_client(triton_url, progress) as client:
+    with triton_client(triton_url, progress, planner=config.planner) as client:
         for m in manifests:
             runs.append(run_partition(m, out_uri, run_id=run_id, config=config, client=client, progress=progress))
     return {"run_id": run_id, "out": out_uri, "elapsed_s": round(time.perf_counter() - t0, 2),

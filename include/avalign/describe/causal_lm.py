@@ -12,6 +12,7 @@ Nothing here reaches a hub: the model and tokenizer load with ``local_files_only
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from dataclasses import dataclass
@@ -67,6 +68,10 @@ class CausalLMGenerator:
         self.context_tokens = int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 0)
                                   or 2048)
         self.eos_ids = _eos_ids(self.tokenizer, cfg)
+        # Argument names moved between transformers versions (past_key_values → cache).
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._keep_arg = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
         self.load_time_s = time.perf_counter() - t0
 
     @property
@@ -89,6 +94,11 @@ class CausalLMGenerator:
         t0 = time.perf_counter()
         budget = max(1, min(int(max_new_tokens or self.max_new_tokens), self.max_new_tokens * 4))
         ids = self.prompt_ids(prompt)
+        if not ids:  # an empty prompt: start from the begin (or end) of sequence token
+            start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else min(self.eos_ids, default=None)
+            if start is None:
+                raise ValueError("empty prompt and the tokenizer has no begin/end of sequence token")
+            ids = [int(start)]
         room = self.context_tokens - budget
         if room <= 0:
             raise ValueError(f"max_new_tokens {budget} leaves no room in a {self.context_tokens}-token context")
@@ -101,8 +111,11 @@ class CausalLMGenerator:
         step_input = torch.tensor([ids], dtype=torch.long)
         with torch.inference_mode():
             for _ in range(budget):
-                result = self.model(input_ids=step_input, past_key_values=past, use_cache=True)
-                past = result.past_key_values
+                kwargs = {self._cache_arg: past} if past is not None else {}
+                if self._keep_arg:  # only the last position's logits (a long prompt x a big vocabulary)
+                    kwargs[self._keep_arg] = 1
+                result = self.model(input_ids=step_input, use_cache=True, **kwargs)
+                past = result.get(self._cache_arg)
                 logits = result.logits[0, -1]
                 token, piece = self._choose(logits, out, checker)
                 if token is None:

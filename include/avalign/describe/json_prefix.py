@@ -8,7 +8,7 @@ afterwards by ``avalign.actions.schema.validate_plan``, whatever the decoding di
 The checker is a small pushdown automaton: :meth:`JsonPrefix.feed` advances it and answers
 whether the text so far can still be completed into valid JSON; :meth:`JsonPrefix.copy` lets a
 decoder try a candidate token without committing to it. Bounds (nesting depth, string and number
-length) keep a weak model from running in circles inside one value.
+length, runs of whitespace) keep a weak model from running in circles inside one value.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ class JsonPrefix:
     element of a top-level array must be an object (a plan is a list of step objects).
     """
 
-    __slots__ = ("top", "objects_in_top", "max_depth", "max_string", "max_number", "stack", "mode",
-                 "string_is_key", "string_len", "unicode_left", "number_state", "number_len",
-                 "literal_left", "valid")
+    __slots__ = ("top", "objects_in_top", "max_depth", "max_string", "max_number", "max_space", "stack",
+                 "mode", "string_is_key", "string_len", "unicode_left", "number_state", "number_len",
+                 "literal_left", "space_run", "valid")
 
     def __init__(self, *, top: str = "[", objects_in_top: bool = True, max_depth: int = 6,
-                 max_string: int = 64, max_number: int = 24) -> None:
+                 max_string: int = 64, max_number: int = 24, max_space: int = 8) -> None:
         if top not in "[{" or len(top) != 1:
             raise ValueError(f"top must be '[' or '{{', got {top!r}")
         self.top = top
@@ -46,6 +46,8 @@ class JsonPrefix:
         self.max_depth = max_depth
         self.max_string = max_string
         self.max_number = max_number
+        self.max_space = max_space
+        self.space_run = 0
         self.stack: list[str] = []
         self.mode = _START
         self.string_is_key = False
@@ -117,8 +119,10 @@ class JsonPrefix:
             if not self.literal_left:
                 self._value_finished()
             return True
-        if ch in _WS:
-            return True  # between tokens, and after the end
+        if ch in _WS:  # between tokens, and after the end; a bounded run
+            self.space_run += 1
+            return self.space_run <= self.max_space
+        self.space_run = 0
         if mode == _START:
             if ch != self.top:
                 return False

@@ -7,6 +7,8 @@ any implementation behind the same name and this client does not change.
 from __future__ import annotations
 
 import json
+import os
+import queue
 import random
 import time
 from dataclasses import dataclass
@@ -83,7 +85,8 @@ class TritonClient:
             tensors = []
             for name, array in inputs.items():
                 dtype = "BYTES" if array.dtype == object else {
-                    np.dtype(np.float32): "FP32", np.dtype(np.uint8): "UINT8"}[array.dtype]
+                    np.dtype(np.float32): "FP32", np.dtype(np.uint8): "UINT8", np.dtype(np.int32): "INT32",
+                    np.dtype(np.bool_): "BOOL"}[array.dtype]
                 t = g.InferInput(name, list(array.shape), dtype)
                 t.set_data_from_numpy(array)
                 tensors.append(t)
@@ -136,8 +139,78 @@ class TritonClient:
         return Scores(float(out["ALIGNMENT"].reshape(-1)[0]), float(out["SYNC"].reshape(-1)[0]),
                       json.loads(_text(out["DETAIL"])))
 
+    def plan_text(self, prompt: str, *, max_new_tokens: int = 256, json_schema: str | None = None,
+                  model: str = "planner", protocol: str | None = None) -> str:
+        """The planner model's answer to ``prompt`` (text; the caller parses and validates it).
+
+        ``protocol`` (default: ``AVALIGN_PLANNER_PROTOCOL``, else ``"avalign"``):
+        - ``avalign``: the contract's tensors, ``PROMPT`` BYTES [1] (+ optional ``MAX_NEW_TOKENS``
+          INT32 [1], ``JSON_SCHEMA`` BYTES [1]) → ``TEXT`` BYTES [1]; served by the CPU model
+          (model_repository_llm/planner) and by the vLLM wrapper (model_repository_llm/planner_vllm);
+        - ``vllm``: straight to a Triton vLLM-backend model (``text_input`` / ``sampling_parameters``
+          → ``text_output``, a decoupled model, so over a gRPC stream); the schema goes in as
+          ``guided_decoding``. The prompt is sent as is: no chat template (docs/llm_planner.md).
+        """
+        protocol = (protocol or os.environ.get("AVALIGN_PLANNER_PROTOCOL") or "avalign").lower()
+        if protocol == "vllm":
+            return self._plan_text_vllm(model, prompt, max_new_tokens, json_schema)
+        if protocol != "avalign":
+            raise ServingError(f"AVALIGN_PLANNER_PROTOCOL must be 'avalign' or 'vllm', got {protocol!r}")
+        inputs = {"PROMPT": np.array([[prompt.encode("utf-8")]], dtype=object),
+                  "MAX_NEW_TOKENS": np.array([[int(max_new_tokens)]], dtype=np.int32)}
+        if json_schema is not None:
+            inputs["JSON_SCHEMA"] = np.array([[json_schema.encode("utf-8")]], dtype=object)
+        return _text(self._infer(model, inputs, ["TEXT"])["TEXT"])
+
+    def _plan_text_vllm(self, model: str, prompt: str, max_new_tokens: int, json_schema: str | None) -> str:
+        from tritonclient.utils import InferenceServerException
+
+        g = self._grpc
+        params: dict[str, Any] = {"temperature": 0.0, "max_tokens": int(max_new_tokens)}
+        if json_schema is not None:
+            params["guided_decoding"] = {"json": json.loads(json_schema)}
+        tensors = {"text_input": np.array([prompt.encode("utf-8")], dtype=object),
+                   "stream": np.array([False], dtype=bool),
+                   "sampling_parameters": np.array([json.dumps(params).encode("utf-8")], dtype=object),
+                   "exclude_input_in_output": np.array([True], dtype=bool)}
+
+        def call() -> str:
+            inputs = []
+            for name, array in tensors.items():
+                t = g.InferInput(name, list(array.shape), "BYTES" if array.dtype == object else "BOOL")
+                t.set_data_from_numpy(array)
+                inputs.append(t)
+            answers: queue.Queue = queue.Queue()
+            self._client.start_stream(callback=lambda result, error: answers.put((result, error)))
+            try:
+                self._client.async_stream_infer(model, inputs, outputs=[g.InferRequestedOutput("text_output")],
+                                                enable_empty_final_response=True)
+                chunks: list[str] = []
+                while True:
+                    try:
+                        result, error = answers.get(timeout=self.timeout_s)
+                    except queue.Empty:
+                        raise InferenceServerException(f"no answer from {model} in {self.timeout_s:.0f}s",
+                                                       status="StatusCode.DEADLINE_EXCEEDED") from None
+                    if error is not None:
+                        raise error
+                    array = result.as_numpy("text_output")
+                    if array is not None:
+                        chunks.extend(_text_items(array))
+                    final = result.get_response().parameters.get("triton_final_response")
+                    if final is not None and final.bool_param:
+                        return "".join(chunks)
+            finally:
+                self._client.stop_stream()
+
+        return self._retrying(f"{model} call", call)
+
     def close(self) -> None:
         self._client.close()
+
+
+def _text_items(array: np.ndarray) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(array).reshape(-1)]
 
 
 def _text(array: np.ndarray) -> str:
