@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
 
-.PHONY: venv test test-fast demo bench serve models-check ui mlflow-ui clean
+.PHONY: venv browser test test-fast demo bench serve models-check ui mlflow-ui clean
 
 venv: $(STAMP)
 
@@ -24,7 +24,17 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 	@touch $(STAMP)
 	@echo "== .venv ready ($$(du -sh $(VENV) | cut -f1))"
 
-test: venv
+# Debian's chromium + chromedriver for the review UI's end-to-end test (tests/review): Playwright's
+# own browser download cannot work on this closed network. Quick no-op when both are present.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; else \
+	  echo "== installing chromium + chromium-driver (apt) for the browser test"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: venv browser
 	$(PY) -m pytest tests
 
 test-fast: venv

@@ -95,7 +95,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_ui(args: argparse.Namespace) -> int:
     from avalign.review.standalone import run_ui
 
-    return run_ui(port=args.port, host=args.host)
+    return run_ui(port=args.port, host=args.host, home=args.airflow_home)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -105,6 +105,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                       out_dir=Path(args.out) if args.out else None)
     print(Path(args.out or REPO_ROOT / "var" / "eval", "alignment.md").read_text())
     print(f"MLflow run: {report.get('mlflow_run_id')}")
+    return 0
+
+
+def _cmd_train_eval(args: argparse.Namespace) -> int:
+    from avalign.representation.compare import ComparisonSpec, run_comparison
+
+    values = {"variants": args.variants, "seeds": args.seeds, "epochs": args.epochs, "device": args.device,
+              "source": "published" if args.output_uri else "procedural", "output_uri": args.output_uri,
+              "partitions": args.partitions, "n_train": args.n_train, "n_eval": args.n_eval,
+              "workers": args.workers, "max_steps": args.max_steps, "register": not args.no_register,
+              "tracking_uri": args.tracking_uri, "out_dir": args.out_dir}
+    result = run_comparison(ComparisonSpec.from_dict(values))
+    if args.export and result["registration"].get("registered"):
+        from avalign.representation.export import export_scorer
+
+        exported = export_scorer(result["registration"]["model_path"], args.export)
+        print(f"exported av_scorer to {exported} (av_align param scorer_repository)")
+    print(json.dumps({k: result[k] for k in ("report_uri", "table_uri", "gate", "targets", "elapsed_s")}, indent=2))
     return 0
 
 
@@ -157,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ui", help="Airflow UI with the AV Alignment review pages, on loopback (make ui)")
     p.add_argument("--port", type=int, default=None, help="API server port (default 8080, else a free one)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    p.add_argument("--airflow-home", default=None,
+                   help="Airflow home (default var/airflow, where `make demo` records its runs)")
     p.set_defaults(func=_cmd_ui)
 
     p = sub.add_parser("evaluate", help="run baseline agents and the rule agent on a ground-truth benchmark")
@@ -165,6 +185,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-url", default=None)
     p.add_argument("--out", default=None, help="output folder (default var/eval)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("train-eval", help="AV representation on raw vs aligned vs clean data, in MLflow "
+                                          "(the av_train_eval DAG without Airflow)")
+    p.add_argument("--output-uri", default=None,
+                   help="av_align output with published partitions (default: the procedural benchmark)")
+    p.add_argument("--partitions", nargs="*", default=None, help="published partitions (default: all)")
+    p.add_argument("--variants", nargs="+", default=["raw", "aligned", "clean"], choices=["raw", "aligned", "clean"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--n-train", type=int, default=None, help="procedural training clips (default 2000)")
+    p.add_argument("--n-eval", type=int, default=None, help="procedural held-out clips (default 480)")
+    p.add_argument("--workers", type=int, default=2, help="processes building the procedural features")
+    p.add_argument("--max-steps", type=int, default=None, help="cap on steps per run (smoke runs)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default var/mlflow)")
+    p.add_argument("--out-dir", default=None, help="where representation.json/.md go (default var/eval)")
+    p.add_argument("--no-register", action="store_true", help="never register the model")
+    p.add_argument("--export", default=None, help="also export the registered model as av_scorer into this folder")
+    p.set_defaults(func=_cmd_train_eval)
 
     p = sub.add_parser("serve", help="run the local tritonserver on the model repository")
     p.add_argument("--models", nargs="*", help="subset of models (default: all)")

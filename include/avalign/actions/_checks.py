@@ -8,13 +8,17 @@ the data-dependent loops (grouping items that share a value) need.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
 ParamLike = float | int | Sequence[float] | Tensor
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def check_batch(x: Tensor, name: str = "x") -> Tensor:
@@ -98,3 +102,66 @@ def groups(values: list[float]) -> dict[float, list[int]]:
     for i, v in enumerate(values):
         out.setdefault(v, []).append(i)
     return out
+
+
+CPU_CHUNK_SAMPLES = 320_000
+"""Most samples (B * C * T) one CPU call works on at once: two 10 s clips at 16 kHz.
+
+Measured on one thread: spectral subtraction took 7.3 ms per 10 s clip alone or in pairs, but
+25 ms per clip in a batch of 16, because the batch's STFT temporaries (tens of MB) leave the
+cache and every call faults fresh pages in. Short clips still share a chunk (per-op overhead is
+paid once for many), so a CPU batch is never slower per clip than single clips."""
+
+
+def cpu_chunked(*per_item_params: str) -> Callable[[F], F]:
+    """Run a ``fn(x, sample_rate, ...)`` on a CPU batch in chunks of whole items.
+
+    ``per_item_params`` name the arguments that may hold one value per item (a sequence or a
+    (B,) tensor); they are sliced with the batch, anything else is passed as is. Items never
+    interact in the actions, so the result equals one call on the whole batch (batch == single
+    still holds exactly). Outputs: a tensor (concatenated) or a (tensor, list) pair. CUDA
+    batches and arguments that do not fit the batch (left to ``fn`` to reject) go through whole.
+    """
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            x = bound.arguments.get("x")
+            if not isinstance(x, Tensor) or x.dim() != 3 or x.device.type != "cpu":
+                return fn(*args, **kwargs)
+            b = x.shape[0]
+            per_call = max(1, CPU_CHUNK_SAMPLES // max(1, x.shape[1] * x.shape[2]))
+            if b <= per_call:
+                return fn(*args, **kwargs)
+            for name in per_item_params:
+                value = bound.arguments.get(name)
+                if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] != b:
+                    return fn(*args, **kwargs)
+                if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+                    if len(value) != b:
+                        return fn(*args, **kwargs)
+            parts = []
+            for start in range(0, b, per_call):
+                stop = min(b, start + per_call)
+                chunk = dict(bound.arguments)
+                chunk["x"] = x[start:stop]
+                for name in per_item_params:
+                    value = chunk.get(name)
+                    if isinstance(value, Tensor) and value.dim() > 0:
+                        chunk[name] = value[start:stop]
+                    elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+                        chunk[name] = list(value)[start:stop]
+                parts.append(fn(**chunk))
+            if isinstance(parts[0], tuple):
+                reports: list[Any] = []
+                for part in parts:
+                    reports.extend(part[1])
+                return torch.cat([p[0] for p in parts]), reports
+            return torch.cat(parts)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

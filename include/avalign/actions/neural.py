@@ -63,7 +63,7 @@ _LOCK = threading.Lock()
 
 
 class NeuralDenoiserUnavailable(MediaError):
-    """The runtime or model of a neural denoiser cannot be loaded (reason ``denoiser_unavailable``)."""
+    """A neural denoiser's runtime or model cannot be loaded (reason ``denoiser_unavailable``)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, reason="denoiser_unavailable")
@@ -127,7 +127,9 @@ def _rnnoise_runtime() -> _RnnoiseRuntime:
         except (ImportError, OSError) as exc:
             raise NeuralDenoiserUnavailable(f"pyrnnoise cannot be loaded: {exc}") from exc
         if rn.SAMPLE_RATE != NEURAL_RATE:
-            raise NeuralDenoiserUnavailable(f"pyrnnoise runs at {rn.SAMPLE_RATE} Hz, expected 48000")
+            raise NeuralDenoiserUnavailable(
+                f"pyrnnoise runs at {rn.SAMPLE_RATE} Hz, expected {NEURAL_RATE}"
+            )
         process = rn.lib.rnnoise_process_frame
         process.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         process.restype = ctypes.c_float

@@ -128,10 +128,13 @@ ACTION_DESCRIPTIONS: dict[str, str] = {
         "fixes a constant offset."
     ),
     "deepfilternet": (
-        "Neural speech enhancement (DeepFilterNet3): strongest cleanup of noisy speech, "
-        "slowest (about 0.1 s per second of audio)."
+        "Neural speech enhancement (DeepFilterNet3): strongest cleanup of noisy speech at low "
+        "SNR, slowest (about 0.3 s model load plus 0.05 s per second of audio); speech only."
     ),
-    "rnnoise": "Neural noise suppression for speech (RNNoise): fast, milder than DeepFilterNet.",
+    "rnnoise": (
+        "Neural noise suppression for speech (RNNoise): fast, milder than DeepFilterNet; "
+        "speech only (it removes non-speech sound)."
+    ),
 }
 
 

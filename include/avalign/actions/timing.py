@@ -20,8 +20,8 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import ParamLike, check_batch, check_sample_rate, groups, per_item
-from .resample import ROLLOFF, interpolate
+from ._checks import ParamLike, check_batch, check_sample_rate, cpu_chunked, groups, per_item
+from .resample import ROLLOFF, as_small_fraction, interpolate, interpolate_rational
 from .spectral import istft, stft, stft_config
 
 SPEED_TAIL_FADE_S = 0.010
@@ -33,10 +33,13 @@ def content_length(length: int, factor: float) -> int:
     return min(length, int(math.floor((length - 1) / factor)) + 1)
 
 
+@cpu_chunked("factor")
 def speed_change(x: Tensor, sample_rate: int, factor: ParamLike) -> Tensor:
     """Play audio ``factor`` times faster (pitch moves with it, like a tape), same length.
 
-    Output sample n is the input at n * factor (band-limited, anti-aliased when factor > 1).
+    Output sample n is the input at n * factor (band-limited, anti-aliased when factor > 1); a
+    factor that is a small fraction (1.1 = 11/10) runs as one polyphase convolution with the same
+    kernel, any other (1.001) through the table interpolator.
     Speeding up (factor > 1) leaves the end of the output without content: it is silence, and the
     last 10 ms of content fade out. Slowing down (factor < 1) drops what no longer fits.
 
@@ -54,9 +57,14 @@ def speed_change(x: Tensor, sample_rate: int, factor: ParamLike) -> Tensor:
         if value == 1.0:
             continue
         n = content_length(t, value)
-        positions = torch.arange(n, dtype=torch.float64) * value
         rows = x[items].reshape(-1, t)
-        y = interpolate(rows, positions, cutoff=ROLLOFF * min(1.0, 1.0 / value))
+        cutoff = ROLLOFF * min(1.0, 1.0 / value)
+        fraction = as_small_fraction(value)
+        if fraction is not None:  # 1.1 = 11/10: one polyphase conv, same kernel
+            y = interpolate_rational(rows, *fraction, n, cutoff=cutoff)
+        else:
+            positions = torch.arange(n, dtype=torch.float64) * value
+            y = interpolate(rows, positions, cutoff=cutoff)
         if n < t:
             fade = min(n, max(1, int(round(SPEED_TAIL_FADE_S * sample_rate))))
             ramp = 0.5 * (1 + torch.cos(torch.linspace(0, math.pi, fade, device=x.device)))
@@ -113,10 +121,10 @@ def _phase_vocoder(spec: Tensor, stretch: float, hop: int) -> Tensor:
     angle0 = phase_in.index_select(-2, i0)
     ref = _lock_reference(mag)
     phase = accumulated.gather(-1, ref) + angle0 - angle0.gather(-1, ref)
-    out = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
-    return out.transpose(-1, -2)
+    return torch.polar(mag, phase).transpose(-1, -2)  # one pass instead of cos, sin, complex
 
 
+@cpu_chunked("semitones")
 def pitch_change(x: Tensor, sample_rate: int, semitones: ParamLike) -> Tensor:
     """Shift pitch by ``semitones`` (positive = higher) without changing tempo or length.
 
@@ -160,6 +168,7 @@ def shift_samples(shift_ms: float, sample_rate: int) -> int:
     return int(math.copysign(math.floor(abs(exact) + 0.5), exact))
 
 
+@cpu_chunked("shift_ms")
 def time_shift(x: Tensor, sample_rate: int, shift_ms: ParamLike) -> Tensor:
     """Move audio by ``shift_ms`` (positive = later, a delay), same length, vacated part silent.
 

@@ -19,10 +19,10 @@ from avalign.review.paths import locate
 log = logging.getLogger(__name__)
 
 
-def page_url(page: str, **params: Any) -> str:
+def page_url(target: str, /, **params: Any) -> str:
     """A relative URL of the review app (``partition?out=...``); None-valued params are left out."""
     query = urlencode({k: v for k, v in params.items() if v is not None and v != ""})
-    return f"{page}?{query}" if query else page
+    return f"{target}?{query}" if query else target
 
 
 def review_target(value: Any, roots: dict[str, Path]) -> str | None:

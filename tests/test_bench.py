@@ -1,0 +1,80 @@
+"""``python -m avalign bench`` in its quick mode: the report's structure, not its timings."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from avalign.bench import BANDS_DB, format_report, run_bench
+from avalign.cli import build_parser
+
+ACTIONS = {
+    "spectral_subtraction", "wiener_filter", "wavelet_denoise", "spectral_gating",
+    "deepfilternet", "rnnoise", "speed_change", "pitch_change", "volume_adjust",
+    "fill_blanks", "time_shift",
+}
+BATCHED = ACTIONS - {"deepfilternet", "rnnoise"}
+BANDS = {f"{b:g}" for b in BANDS_DB}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("bench") / "actions.json"
+    return run_bench(quick=True, out=out, real_av_dir=None), out
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def test_json_written_and_equal_to_the_returned_report(report: tuple[dict, Path]) -> None:
+    data, path = report
+    assert json.loads(path.read_text()) == data
+    meta = data["meta"]
+    assert meta["quick"] is True and meta["torch_threads"] == 1 and meta["sample_rate"] == 16000
+    assert set(meta["input_si_sdr_db"]) == BANDS and meta["clips"]
+
+
+def test_every_action_has_speed_quality_and_references(report: tuple[dict, Path]) -> None:
+    actions = report[0]["actions"]
+    assert set(actions) == ACTIONS
+    for name, entry in actions.items():
+        ours = entry["ours"]
+        assert _finite(ours["single_ms"]) and _finite(ours["rtf"]), name
+        if name in BATCHED:
+            assert _finite(ours["batched_ms_per_clip"]), name
+            assert _finite(ours["thread_speedup_1_to_2"]), name
+        for ref_name, ref in entry["references"].items():
+            assert _finite(ref["single_ms"]) and _finite(ref["time_ratio_ours_over_ref"]), ref_name
+        if entry["kind"] in ("denoiser", "neural_denoiser"):
+            assert set(ours["si_sdr_db"]) == BANDS and set(ours["si_sdr_gain_db"]) == BANDS
+            assert all(_finite(v) for v in ours["si_sdr_db"].values()), name
+            assert ours["length_kept"] and ours["finite"], name
+    refs = {r for e in actions.values() for r in e["references"]}
+    assert {"noisereduce", "scipy.signal.wiener", "librosa.effects.pitch_shift",
+            "torchaudio.functional.speed", "pyloudnorm"} <= refs
+    assert "torchaudio.functional.pitch_shift" not in refs  # ~10 s a call: full bench only
+    assert _finite(actions["pitch_change"]["ours"]["pitch_error_pct"])
+    assert _finite(actions["time_shift"]["ours"]["abs_offset_error_ms"])
+    assert _finite(actions["volume_adjust"]["ours"]["meter_vs_pyloudnorm_lu_max"])
+
+
+def test_targets_are_pass_fail_lines_and_the_table_prints(report: tuple[dict, Path]) -> None:
+    data = report[0]
+    targets = data["targets"]
+    assert len(targets) >= 15
+    assert all(isinstance(t["pass"], bool) and t["measured"] and t["target"] for t in targets)
+    names = " ".join(t["target"] for t in targets)
+    for key in ("noisereduce", "librosa", "scipy.signal.wiener", "pyloudnorm", "threads"):
+        assert key in names, key
+    assert "rnnoise" in names
+    text = format_report(data)
+    assert "targets:" in text and ("PASS" in text or "FAIL" in text)
+
+
+def test_cli_has_the_bench_command() -> None:
+    args = build_parser().parse_args(["bench", "--quick", "--out", "x.json"])
+    assert args.quick and args.out == "x.json" and args.func.__name__ == "_cmd_bench"
