@@ -160,12 +160,14 @@ class RulePlanner:
 
 def _loudness_target(ev: dict[str, Any], clipped: bool) -> float:
     """-23 LUFS, or for a quiet clip the loudness a pure gain reaches before its peaks pass
-    -1.5 dBFS (RMS stands in for LUFS here; the action's limiter catches the rest)."""
+    -1.5 dBFS, so the limiter does not reshape it (RMS stands in when no LUFS was measured)."""
     if clipped:
         return -23.0
-    rms, peak = float(ev.get("rms_dbfs", -23.0)), float(ev.get("peak_dbfs", -1.0))
-    gain = min(-23.0 - rms, -1.5 - peak)
-    return round(float(min(max(rms + gain, -40.0), -10.0)), 1)
+    level = ev.get("loudness_lufs")
+    level = float(level) if level is not None else float(ev.get("rms_dbfs", -23.0))
+    peak = float(ev.get("peak_dbfs", -1.0))
+    gain = min(-23.0 - level, -1.5 - peak)
+    return round(float(min(max(level + gain, -40.0), -10.0)), 1)
 
 
 def plan_shift_ms(plan: list[dict[str, Any]]) -> float:

@@ -138,6 +138,7 @@ class AudioDescriber:
             text = self.transcript(x)
             timings["asr_s"] = time.perf_counter() - t
         levels = level_stats(x, SAMPLE_RATE)
+        loudness = _lufs(x)
         env = onset_envelope(x, SAMPLE_RATE)
         speech_env = onset_envelope(x, SAMPLE_RATE, band_hz=(300.0, 3000.0))
         duration = x.size / SAMPLE_RATE
@@ -150,6 +151,7 @@ class AudioDescriber:
             "speech_fraction": round(speech_s / duration, 3) if duration else 0.0,
             "transcript": text,
             "rms_dbfs": round(levels.rms_dbfs, 2),
+            "loudness_lufs": loudness,
             "peak_dbfs": round(levels.peak_dbfs, 2),
             "snr_db": round(levels.snr_db, 2),
             "silence_fraction": round(levels.silence_fraction, 3),
@@ -161,6 +163,16 @@ class AudioDescriber:
             "timings": {k: round(v, 4) for k, v in timings.items()},
         }
         return render_audio_description(evidence), evidence
+
+
+def _lufs(x: np.ndarray) -> float | None:
+    """Integrated loudness (ITU-R BS.1770, the volume action's own meter); None when all gated."""
+    import torch
+
+    from avalign.actions.level import integrated_loudness
+
+    value = float(integrated_loudness(torch.from_numpy(x.astype(np.float32))[None, None, :], SAMPLE_RATE)[0])
+    return round(value, 2) if np.isfinite(value) else None
 
 
 def heard_labels(evidence: dict[str, Any], limit: int = 3) -> list[str]:
