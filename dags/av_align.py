@@ -73,6 +73,9 @@ PARAMS = {
     "min_improved_or_passed_share": Param(None, type=["null", "number"], minimum=0, maximum=1.01,
                                           description="GX gate (1.01: a gate nothing passes). "
                                                       + _FROM_CONFIG),
+    "scorer_repository": Param(None, type=["null", "string"],
+                               description="An exported learned av_scorer folder (python -m avalign train-eval "
+                                           "--export). Used when triton_url is empty. " + _FROM_CONFIG),
     "triton_url": Param("", type="string",
                         description="Triton gRPC host:port. Empty: each partition task starts a local "
                                     "tritonserver and stops it after."),

@@ -12,6 +12,7 @@ last, atomically, and only once for the same content.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ from avalign.errors import AvalignError
 
 # DAG params that override AlignConfig fields (None in the params: the AlignConfig default).
 CONFIG_PARAMS = ("max_cycles", "alignment_threshold", "sync_threshold", "planner",
-                 "max_quarantined_share", "min_improved_or_passed_share")
+                 "max_quarantined_share", "min_improved_or_passed_share", "scorer_repository")
 GATE_PARAMS = ("max_quarantined_share", "min_improved_or_passed_share", "duration_tolerance_s")
 
 
@@ -112,10 +113,25 @@ def align_partition(item: dict[str, str], spec: dict[str, Any],
     from avalign.agent.rebuild import triton_client
 
     config = AlignConfig.from_dict(spec["config"])
-    with triton_client(spec["triton_url"] or None, progress) as client:
+    url = spec["triton_url"] or None
+    with _learned_scorer(url, config, progress) as url, \
+            triton_client(url, progress, planner=config.planner) as client:
         run = run_partition(item["manifest_uri"], spec["output_uri"], run_id=spec["run_id"],
                             config=config, client=client, progress=progress)
     return {**run.to_dict(), "manifest_uri": item["manifest_uri"]}
+
+
+@contextlib.contextmanager
+def _learned_scorer(url: str | None, config, progress: Callable[[str], None]):
+    """With ``scorer_repository`` and no ``triton_url``: a local tritonserver whose av_scorer is the
+    exported learned one (avalign.representation.export); otherwise ``url`` unchanged."""
+    if url or not config.scorer_repository:
+        yield url
+        return
+    from avalign.representation.export import scorer_server
+
+    with scorer_server(config.scorer_repository, progress) as local:
+        yield local
 
 
 def gate_partition(run: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:

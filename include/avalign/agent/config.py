@@ -32,6 +32,9 @@ class AlignConfig:
     frame_side: int = 160
     max_duration_s: float = 600.0
     write_outputs: bool = True
+    # An exported learned av_scorer (avalign.representation.export): a partition task that starts
+    # its own tritonserver serves it as av_scorer. "" = the default scorer. No effect with triton_url.
+    scorer_repository: str = ""
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_cycles <= 10:
