@@ -77,21 +77,21 @@ class ClipRun:
 
 
 def decode_clip(path: Path, config: AlignConfig) -> DecodedClip:
-    """Decode audio twice (model rate mono, native rate all channels) and sampled frames."""
-    from avalign.media.decode import decode_audio, decode_frames
+    """Decode the audio once (native rate, all channels; the model's 16 kHz mono is derived from
+    it exactly as decode_audio would make it) and the sampled frames."""
+    from avalign.media.decode import decode_audio, decode_frames, downmix_resample
     from avalign.media.probe import probe
 
     probe(path, max_duration_s=config.max_duration_s)
-    model = decode_audio(path, sample_rate=config.model_sample_rate, mono=True,
-                         max_duration_s=config.max_duration_s)
     native = decode_audio(path, sample_rate=None, mono=False, max_duration_s=config.max_duration_s)
+    model_audio = downmix_resample(native.samples, native.sample_rate, config.model_sample_rate)
     video = decode_frames(path, sample_fps=config.frame_rate, max_side=config.frame_side)
     if video.frames.shape[0] < 2:
         raise ClipError(f"{path.name}: only {video.frames.shape[0]} video frame(s); need 2 to measure motion",
                         reason="too_few_frames")
     fps = float(min(video.fps or config.frame_rate, config.frame_rate))
     return DecodedClip(
-        path=path, audio_model=model.samples[0].astype(np.float32),
+        path=path, audio_model=model_audio[0],
         audio_native=native.samples.astype(np.float32), native_rate=native.sample_rate,
         frames=video.frames, frame_times=video.times_s, fps=fps,
     )

@@ -217,6 +217,16 @@ def _decode_audio_stream(
     return samples, rate, first_index
 
 
+def downmix_resample(samples: np.ndarray, rate_in: int, rate_out: int | None) -> np.ndarray:
+    """What ``decode_audio(mono=True, sample_rate=rate_out)`` does to already-decoded (C, T)
+    samples: the same channel mean and the same polyphase resampler, so a caller that needs
+    both the native and the model-rate audio decodes once."""
+    mono = samples.mean(axis=0, keepdims=True, dtype=np.float64).astype(np.float32)
+    if rate_out is None or rate_out == rate_in:
+        return mono
+    return _resample(mono, rate_in, rate_out)
+
+
 def _resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     g = math.gcd(int(rate_in), int(rate_out))
     up, down = rate_out // g, rate_in // g
