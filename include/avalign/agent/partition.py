@@ -264,7 +264,7 @@ def results_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df["cycles"] = df["cycles"].fillna(0).astype("int64")
     for col in ("passed", "improved_or_passed"):
-        df[col] = df[col].fillna(False).astype(bool)
+        df[col] = pd.Series([bool(v) if pd.notna(v) else False for v in df[col]], index=df.index, dtype=bool)
     for col in ("clip_id", "partition", "run_id", "source_uri", "outcome", "actions", "plan_json", "corruption_types",
                 "corruption"):
         df[col] = df[col].fillna("").astype(str)
