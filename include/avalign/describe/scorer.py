@@ -64,6 +64,22 @@ def semantic_agreement(embed: EmbedFn, heard: str, seen: str) -> tuple[float, fl
     return float(np.clip((cos - SEMANTIC_LOW) / (SEMANTIC_HIGH - SEMANTIC_LOW), 0.0, 1.0)), cos
 
 
+def scorer_inputs(audio: np.ndarray, frames: np.ndarray, fps: float, evidence: dict[str, Any]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked (audio (T,) float32, frames (N, H, W, 3) uint8, frame times) for any av_scorer:
+    the frames' own times from the evidence when they match, else a uniform grid at ``fps``."""
+    x = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if x.size == 0 or not np.isfinite(x).all():
+        raise ValueError("audio must be non-empty and finite")
+    frames = np.asarray(frames, dtype=np.uint8)
+    if frames.ndim != 4 or frames.shape[0] < 2:
+        raise ValueError(f"need at least two (H, W, 3) frames, got shape {frames.shape}")
+    times = np.asarray(evidence.get("frame_times_s") or (np.arange(frames.shape[0]) / fps), dtype=np.float64)
+    if times.size != frames.shape[0]:
+        times = np.arange(frames.shape[0]) / fps
+    return x, frames, times
+
+
 class AVScorer:
     """Scores (audio, frames) given the describers' evidence; ``embed`` turns texts into vectors."""
 
@@ -72,17 +88,7 @@ class AVScorer:
 
     def score(self, audio: np.ndarray, frames: np.ndarray, fps: float,
               evidence: dict[str, Any]) -> tuple[float, float, dict[str, Any]]:
-        x = np.asarray(audio, dtype=np.float32).reshape(-1)
-        if x.size == 0 or not np.isfinite(x).all():
-            raise ValueError("audio must be non-empty and finite")
-        frames = np.asarray(frames, dtype=np.uint8)
-        if frames.ndim != 4 or frames.shape[0] < 2:
-            raise ValueError(f"need at least two (H, W, 3) frames, got shape {frames.shape}")
-        times = np.asarray(evidence.get("frame_times_s") or (np.arange(frames.shape[0]) / fps), dtype=np.float64)
-        if times.size != frames.shape[0]:
-            times = np.arange(frames.shape[0]) / fps
-        duration = x.size / SAMPLE_RATE
-
+        x, frames, times = scorer_inputs(audio, frames, fps, evidence)
         estimate = estimate_fused(x, SAMPLE_RATE, frames, times, speech_s=float(evidence.get("speech_s") or 0.0))
         s_sync = sync_score(estimate)
 

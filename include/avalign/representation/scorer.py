@@ -73,18 +73,11 @@ class LearnedScorer:
     def score(self, audio: np.ndarray, frames: np.ndarray, fps: float, evidence: dict[str, Any] | None = None
               ) -> tuple[float, float, dict[str, Any]]:
         """(alignment, sync, detail) for one clip: 16 kHz mono audio, (N, H, W, 3) uint8 frames."""
+        from avalign.describe.scorer import scorer_inputs
         from avalign.describe.sync import estimate_fused, sync_score
 
         evidence = evidence or {}
-        x = np.asarray(audio, dtype=np.float32).reshape(-1)
-        if x.size == 0 or not np.isfinite(x).all():
-            raise ValueError("audio must be non-empty and finite")
-        frames = np.asarray(frames, dtype=np.uint8)
-        if frames.ndim != 4 or frames.shape[0] < 2:
-            raise ValueError(f"need at least two (H, W, 3) frames, got shape {frames.shape}")
-        times = np.asarray(evidence.get("frame_times_s") or (np.arange(frames.shape[0]) / fps), dtype=np.float64)
-        if times.size != frames.shape[0]:
-            times = np.arange(frames.shape[0]) / fps
+        x, frames, times = scorer_inputs(audio, frames, fps, evidence)
         emb = self.embeddings(x, frames, fps, times)
         cosine = float(np.mean(emb["window_cosines"]))
         estimate = estimate_fused(x, F.SAMPLE_RATE, frames, times, speech_s=float(evidence.get("speech_s") or 0.0))
