@@ -126,6 +126,17 @@ def _cmd_train_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from avalign.agent.verify import format_report, verify_dataset
+
+    report = verify_dataset(args.uri, progress=(lambda m: None) if args.quiet else print)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m avalign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-register", action="store_true", help="never register the model")
     p.add_argument("--export", default=None, help="also export the registered model as av_scorer into this folder")
     p.set_defaults(func=_cmd_train_eval)
+
+    p = sub.add_parser("verify", help="re-check a published dataset's checksums and counts (exit 1 on a problem)")
+    p.add_argument("uri", help="the av_align output URI (holds published/*.json)")
+    p.add_argument("--json", default=None, help="also write the report as JSON to this path")
+    p.add_argument("--quiet", action="store_true", help="only the findings and the verdict")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("serve", help="run the local tritonserver on the model repository")
     p.add_argument("--models", nargs="*", help="subset of models (default: all)")

@@ -449,20 +449,28 @@ def delete(uri: str) -> None:
 
 def sha256(uri: str) -> str:
     """Hex SHA-256 of the content, streamed (never holds a large object in memory)."""
+    return checksum(uri)[0]
+
+
+def checksum(uri: str) -> tuple[str, int]:
+    """(hex SHA-256, size in bytes) of the content, streamed."""
     loc = _parse(uri)
     digest = hashlib.sha256()
+    size = 0
     if isinstance(loc, _Local):
         try:
             with open(loc.path, "rb") as f:
                 for chunk in iter(lambda: f.read(_CHUNK), b""):
                     digest.update(chunk)
+                    size += len(chunk)
         except OSError as exc:
             raise _local_error(exc, loc.path, "read") from exc
-        return digest.hexdigest()
+        return digest.hexdigest(), size
     try:
         body = s3_client().get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
         for chunk in body.iter_chunks(_CHUNK):
             digest.update(chunk)
+            size += len(chunk)
     except (ClientError, BotoCoreError) as exc:
         raise _s3_error(exc, loc, "read") from exc
-    return digest.hexdigest()
+    return digest.hexdigest(), size
