@@ -80,7 +80,7 @@ def _verify_pointer(doc: dict[str, Any], partition: str, report: VerifyReport) -
         try:
             digest, size = storage.checksum(uri)
         except StorageError as exc:
-            problem = "missing" if exc.reason == "not_found" else "unreadable"
+            problem = {"not_found": "missing", "checksum_mismatch": "altered"}.get(exc.reason, "unreadable")
             add(Finding(partition, problem, uri, f"{obj['role']} of {obj.get('clip_id') or 'the partition'}: {exc}"))
             continue
         report.objects_checked += 1

@@ -5,8 +5,11 @@ Writes are atomic on both sides: locally a temp file in the same folder is renam
 (os.replace), on S3 an object only appears once a put (or a multipart upload) completes. A reader
 therefore sees the old content or the new, never a torn file; ``list_files`` hides our temp files.
 
+Integrity on S3: every write stores the content's SHA-256 as object metadata (``x-amz-meta-sha256``)
+and every read or download checks it, re-reading a transfer that was torn or altered on the way.
+
 Every failure is a ``StorageError`` with a stable ``reason``:
-bad_uri, not_found, not_a_file, access_denied, unreachable, io_error, s3_error.
+bad_uri, not_found, not_a_file, access_denied, unreachable, io_error, s3_error, checksum_mismatch.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,12 +33,14 @@ from urllib.parse import unquote
 import boto3
 from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError
 
 from avalign.errors import StorageError
 
 ENDPOINT_ENV_VARS = ("AVALIGN_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL")
 DEFAULT_MAX_ATTEMPTS = 8  # AVALIGN_S3_MAX_ATTEMPTS overrides
+READ_ATTEMPTS = 5  # whole verified transfers (each one with botocore's own request retries)
+SHA_METADATA_KEY = "sha256"  # x-amz-meta-sha256: the content's SHA-256, set by every write
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):(//)?")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
@@ -264,18 +270,55 @@ def exists(uri: str) -> bool:
 
 
 def read_bytes(uri: str) -> bytes:
-    """Whole content of a file / object. StorageError: not_found, bad_uri, access_denied, ..."""
+    """Whole content of a file / object. StorageError: not_found, bad_uri, access_denied, ...
+
+    S3 reads are verified against the SHA-256 our writes store in the object's metadata; a torn
+    or altered transfer is read again (``READ_ATTEMPTS``), then fails with ``checksum_mismatch``.
+    """
     loc = _parse(uri)
     if isinstance(loc, _Local):
         try:
             return loc.path.read_bytes()
         except OSError as exc:
             raise _local_error(exc, loc.path, "read") from exc
-    try:
+
+    def attempt() -> bytes:
         response = s3_client().get_object(Bucket=loc.bucket, Key=loc.key)
-        return response["Body"].read()
-    except (ClientError, BotoCoreError) as exc:
-        raise _s3_error(exc, loc, "read") from exc
+        data = response["Body"].read()
+        _check_sha(loc, response, hashlib.sha256(data).hexdigest())
+        return data
+
+    return _verified_read(loc, "read", attempt)
+
+
+def _check_sha(loc: _S3, response: dict[str, Any], actual: str) -> None:
+    expected = (response.get("Metadata") or {}).get(SHA_METADATA_KEY)
+    if expected and expected != actual:
+        raise _ChecksumMismatch(f"s3://{loc.bucket}/{loc.key}: sha256 {actual[:12]}… read, "
+                                f"{expected[:12]}… written")
+
+
+class _ChecksumMismatch(Exception):
+    pass
+
+
+def _verified_read(loc: _S3, action: str, attempt: Any) -> Any:
+    """Run ``attempt`` until a transfer completes and matches its checksum (botocore retries the
+    request itself; a body torn mid-stream or a checksum mismatch, ours or botocore's CRC check
+    where the server sends one, is retried here)."""
+    last: Exception | None = None
+    for i in range(READ_ATTEMPTS):
+        try:
+            return attempt()
+        except ClientError as exc:
+            raise _s3_error(exc, loc, action) from exc
+        except (BotoCoreError, _ChecksumMismatch, OSError, ValueError) as exc:
+            last = exc
+            time.sleep(min(0.1 * 2**i, 2.0))
+    if isinstance(last, (_ChecksumMismatch, FlexibleChecksumError)):
+        raise StorageError(f"{action} s3://{loc.bucket}/{loc.key}: checksum mismatch after {READ_ATTEMPTS} "
+                           f"attempts ({last})", reason="checksum_mismatch")
+    raise _s3_error(last, loc, action)  # type: ignore[arg-type]
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -291,7 +334,8 @@ def write_bytes(uri: str, data: bytes) -> None:
         return
     md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
     try:
-        s3_client().put_object(Bucket=loc.bucket, Key=loc.key, Body=data, ContentMD5=md5)
+        s3_client().put_object(Bucket=loc.bucket, Key=loc.key, Body=data, ContentMD5=md5,
+                               Metadata={SHA_METADATA_KEY: hashlib.sha256(data).hexdigest()})
     except (ClientError, BotoCoreError) as exc:
         raise _s3_error(exc, loc, "write") from exc
 
@@ -380,7 +424,8 @@ def upload_file(local_path: str | Path, uri: str) -> None:
         _atomic_local_write(loc.path, lambda tmp: shutil.copyfile(src, tmp))
         return
     try:
-        s3_client().upload_file(str(src), loc.bucket, loc.key)
+        s3_client().upload_file(str(src), loc.bucket, loc.key,
+                                ExtraArgs={"Metadata": {SHA_METADATA_KEY: _file_sha256(src)}})
     except (ClientError, BotoCoreError) as exc:
         raise _s3_error(exc, loc, "upload") from exc
     except S3UploadFailedError as exc:
@@ -402,12 +447,26 @@ def download_file(uri: str, local_path: str | Path) -> None:
         return
 
     def _download(tmp: Path) -> None:
-        try:
-            s3_client().download_file(loc.bucket, loc.key, str(tmp))
-        except (ClientError, BotoCoreError) as exc:
-            raise _s3_error(exc, loc, "download") from exc
+        def attempt() -> None:
+            response = s3_client().get_object(Bucket=loc.bucket, Key=loc.key)
+            digest = hashlib.sha256()
+            with open(tmp, "wb") as f:
+                for chunk in response["Body"].iter_chunks(_CHUNK):
+                    f.write(chunk)
+                    digest.update(chunk)
+            _check_sha(loc, response, digest.hexdigest())
+
+        _verified_read(loc, "download", attempt)
 
     _atomic_local_write(dst, _download)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @contextmanager
@@ -466,11 +525,15 @@ def checksum(uri: str) -> tuple[str, int]:
         except OSError as exc:
             raise _local_error(exc, loc.path, "read") from exc
         return digest.hexdigest(), size
-    try:
-        body = s3_client().get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
-        for chunk in body.iter_chunks(_CHUNK):
+
+    def attempt() -> tuple[str, int]:
+        response = s3_client().get_object(Bucket=loc.bucket, Key=loc.key)
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in response["Body"].iter_chunks(_CHUNK):
             digest.update(chunk)
             size += len(chunk)
-    except (ClientError, BotoCoreError) as exc:
-        raise _s3_error(exc, loc, "read") from exc
-    return digest.hexdigest(), size
+        _check_sha(loc, response, digest.hexdigest())
+        return digest.hexdigest(), size
+
+    return _verified_read(loc, "read", attempt)
