@@ -73,6 +73,7 @@ class TritonServer:
         startup_timeout_s: float = 600.0,
         verbose: bool = False,
         extra_model_dirs: dict[str, Path] | None = None,
+        ports: tuple[int, int, int] | None = None,
     ) -> None:
         self.model_repository = Path(model_repository)
         self.models = tuple(models) if models else None
@@ -82,6 +83,7 @@ class TritonServer:
         self.verbose = verbose
         self.extra_model_dirs = dict(extra_model_dirs or {})
         self.http_port = self.grpc_port = self.metrics_port = 0
+        self.fixed_ports = tuple(ports) if ports else None  # (http, grpc, metrics): a restart keeps its URL
         self.process: subprocess.Popen | None = None
         self.log_path = self.workspace / "tritonserver.log"
 
@@ -139,7 +141,10 @@ class TritonServer:
         self.workspace.mkdir(parents=True, exist_ok=True)
         server_dir, repo, env = self._prepare()
         self._repo = repo
-        self.http_port, self.grpc_port, self.metrics_port = (free_port(self.host) for _ in range(3))
+        if self.fixed_ports:
+            self.http_port, self.grpc_port, self.metrics_port = self.fixed_ports
+        else:
+            self.http_port, self.grpc_port, self.metrics_port = (free_port(self.host) for _ in range(3))
         cmd = [
             str(server_dir / "bin" / "tritonserver"),
             f"--model-repository={repo}",
@@ -210,6 +215,16 @@ class TritonServer:
             self._log.close()
         if getattr(self, "_repo", None):
             shutil.rmtree(self._repo, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL the server's process group, as a crash would (fault tests); ``start`` again
+        brings it back on the same ports."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        self.stop()
+        self.fixed_ports = (self.http_port, self.grpc_port, self.metrics_port)
 
     def __enter__(self) -> "TritonServer":
         return self.start()
