@@ -4,7 +4,7 @@ One throw-away Airflow home (SQLite) and four DAG runs, in this order:
 
 A  passing gate, shared Triton          → results per clip, a published pointer, an asset event, MLflow
 C  A's conf with rebuild_id = A's id    → the staging is reused, nothing duplicated, no new asset event
-B  A's conf again (new Airflow run id)  → the same outputs (sha256), still one pointer per partition
+B  A's conf again (new Airflow run id)  → the same outputs (sha256): A's pointer stays, no second event
 D  impossible gate (1.01), local Triton → the partition stays unpublished with its GX report
 
 The gate of A/B/C is made lenient on purpose: this test checks the DAG's routing, not the
@@ -175,9 +175,12 @@ def test_rerunning_the_same_rebuild_id_reuses_its_staging_and_announces_nothing(
     assert runs["C_events"] == runs["A_events"]  # no new asset event
 
 
-def test_a_fresh_rerun_gives_the_same_outputs_and_one_pointer(runs):
+def test_a_fresh_rerun_gives_the_same_outputs_and_one_pointer(runs, airflow):
     a, b = runs["A_pointer"], runs["B_pointer"]
-    assert runs["B_spec"]["run_id"] != runs["A_spec"]["run_id"] and b["run_id"] == runs["B_spec"]["run_id"]
+    assert runs["B_spec"]["run_id"] != runs["A_spec"]["run_id"]
+    # same content: publishing is idempotent, A's pointer stays and B announces nothing
+    assert b == a and airflow.states(runs["B"])[("announce", -1)] == "skipped"
+    assert airflow.xcom(runs["B"], "publish_partition", 0)["already_published"] is True
     assert sorted(p.name for p in (Path(runs["conf"]["output_uri"]) / "published").iterdir()) == [
         f"{PARTITION}.json"]
     sha_a = {o["clip_id"]: (o["outcome"], o["sha256"]) for o in a["outputs"]}

@@ -78,17 +78,25 @@ class ClipRun:
 
 def decode_clip(path: Path, config: AlignConfig) -> DecodedClip:
     """Decode the audio once (native rate, all channels; the model's 16 kHz mono is derived from
-    it exactly as decode_audio would make it) and the sampled frames."""
+    it exactly as decode_audio would make it) and the sampled frames.
+
+    Memory is bounded by ``config.max_duration_s`` even when the header lies about the duration:
+    both decoders stream and stop with ``too_long`` once they pass it. Raises MediaError.
+    """
+    from avalign.errors import MediaError
+    from avalign.media import _av
     from avalign.media.decode import decode_audio, decode_frames, downmix_resample
     from avalign.media.probe import probe
 
     probe(path, max_duration_s=config.max_duration_s)
     native = decode_audio(path, sample_rate=None, mono=False, max_duration_s=config.max_duration_s)
+    _av.check_channels(path, native.channels)  # frames may carry more channels than the header
     model_audio = downmix_resample(native.samples, native.sample_rate, config.model_sample_rate)
-    video = decode_frames(path, sample_fps=config.frame_rate, max_side=config.frame_side)
+    video = decode_frames(path, sample_fps=config.frame_rate, max_side=config.frame_side,
+                          max_duration_s=config.max_duration_s)
     if video.frames.shape[0] < 2:
-        raise ClipError(f"{path.name}: only {video.frames.shape[0]} video frame(s); need 2 to measure motion",
-                        reason="too_few_frames")
+        raise MediaError(f"{path.name}: only {video.frames.shape[0]} video frame(s); need 2 to measure motion",
+                         reason="too_few_frames")
     fps = float(min(video.fps or config.frame_rate, config.frame_rate))
     return DecodedClip(
         path=path, audio_model=model_audio[0],

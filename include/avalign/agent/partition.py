@@ -30,10 +30,20 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 ROLES = ("audio_describer", "visual_describer", "text_embedder", "av_scorer")
 
 
-def safe_id(value: str) -> str:
-    """Run ids and clip ids as path components: no separators, no dots-only, bounded length."""
-    cleaned = _SAFE.sub("_", str(value)).strip(".")[:120]
-    return cleaned or "_"
+def safe_id(value: str, *, unique: bool = False) -> str:
+    """Run ids and clip ids as path components: no separators, no dots-only, bounded length.
+
+    ``unique`` (for clip ids): an id that had to change gets 8 hex digits of its SHA-256
+    appended, so ids that clean to the same name ('.a' and 'a', '...' and '_', '../x' and '.._x')
+    never share a trace or an output file, nor a results row's clip_id. Ids that are already
+    safe come back unchanged either way.
+    """
+    text = str(value)
+    cleaned = _SAFE.sub("_", text).strip(".")[:120] or "_"
+    if unique and cleaned != text:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        cleaned = f"{cleaned[:111]}-{digest}"
+    return cleaned
 
 
 @dataclass
@@ -77,7 +87,7 @@ def run_partition(manifest_uri: str, out_uri: str, *, run_id: str, config: Align
     t_start = time.perf_counter()
     manifest_bytes = storage.read_bytes(manifest_uri)
     manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
-    df = read_manifest(manifest_uri)
+    df = read_manifest(manifest_uri, strict_ids=False)  # bad / duplicated ids: quarantined per row below
     partition = str(df["partition"].iloc[0]) if len(df) and "partition" in df else Path(manifest_uri).stem
     stage = stage_uri(out_uri, run_id, partition)
     results_uri = storage.join(stage, "results.parquet")
@@ -102,9 +112,14 @@ def run_partition(manifest_uri: str, out_uri: str, *, run_id: str, config: Align
     rows: list[dict[str, Any]] = []
     n = len(df)
     progress(f"[{partition}] {n} clips, run {run_id}, planner {planner.name}, max_cycles {config.max_cycles}")
+    seen: set[str] = set()
     for i, record in enumerate(df.to_dict("records"), start=1):
-        row = process_clip(record, stage, client=client, planner=planner, config=config,
-                           model_versions=versions, run_id=run_id, partition=partition)
+        rejection = _id_rejection(record, seen)
+        if rejection:
+            row = reject_clip(record, stage, rejection, run_id=run_id, partition=partition)
+        else:
+            row = process_clip(record, stage, client=client, planner=planner, config=config,
+                               model_versions=versions, run_id=run_id, partition=partition)
         rows.append(row)
         progress(f"[{partition}] {i}/{n} {row['clip_id']}: {row['outcome']}"
                  f" align {_fmt(row['alignment_before'])}→{_fmt(row['alignment_after'])}"
@@ -125,6 +140,38 @@ def run_partition(manifest_uri: str, out_uri: str, *, run_id: str, config: Align
     return PartitionRun(partition, run_id, stage, results_uri, counts, n, seconds, rows=rows)
 
 
+def _id_rejection(record: dict[str, Any], seen: set[str]) -> ClipError | None:
+    """A clip id that cannot name files, or one already used in this partition, is quarantined
+    (never renamed: the id is the dataset's key). Records the id as seen."""
+    from avalign.data.manifest import clip_id_problem
+
+    raw = str(record.get("clip_id") or "")
+    problem = clip_id_problem(raw)
+    if problem:
+        return ClipError(problem, reason="bad_clip_id")
+    if raw in seen:
+        record["clip_id"] = f"{raw}#{sum(1 for s in seen if s == raw or s.startswith(raw + '#')) + 1}"
+        seen.add(record["clip_id"])
+        return ClipError(f"clip_id {raw!r} appears more than once in the manifest; the first row is processed",
+                         reason="duplicate_clip_id")
+    seen.add(raw)
+    return None
+
+
+def reject_clip(record: dict[str, Any], stage: str, error: ClipError, *, run_id: str,
+                partition: str) -> dict[str, Any]:
+    """The quarantined row (and trace) of a manifest row that is not processed at all."""
+    clip_id = safe_id(record.get("clip_id") or "", unique=True)
+    row = _base_row(record, clip_id, run_id, partition)
+    row["reason"] = f"{error.reason}: {error}"
+    trace_uri = storage.join(stage, "traces", f"{clip_id}.json")
+    storage.write_bytes(trace_uri, dumps({"clip_id": clip_id, "manifest_clip_id": str(record.get("clip_id")),
+                                          "source_uri": row["source_uri"], "outcome": "quarantined",
+                                          "reason": row["reason"]}))
+    row["trace_uri"] = trace_uri
+    return row
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.2f}"
 
@@ -133,7 +180,7 @@ def process_clip(record: dict[str, Any], stage: str, *, client, planner: Planner
                  model_versions: dict[str, str], run_id: str, partition: str) -> dict[str, Any]:
     """One clip end to end, returning its results-table row. Never raises a ClipError."""
     t0 = time.perf_counter()
-    clip_id = safe_id(record.get("clip_id") or "")
+    clip_id = safe_id(record.get("clip_id") or "", unique=True)  # '../x', '/abs', NUL: a plain name
     source_uri = str(record.get("source_uri") or "")
     row = _base_row(record, clip_id, run_id, partition)
     try:

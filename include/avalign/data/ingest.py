@@ -9,6 +9,9 @@ Clip ids come from file names: accents folded to ASCII, anything outside [A-Za-z
 replaced, leading dots removed (so '../x' or '.hidden' cannot escape a folder), and a short hash
 of the file's path appended when two names collide (case-insensitively, for case-insensitive
 file systems). The same folder always gives the same ids.
+
+One bad file never stops an ingest: a file name that is not UTF-8 (manifests store UTF-8 text)
+is rejected as ``bad_file_name``, and an unexpected error while probing as ``internal_error``.
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ def _relative(uri: str, src_uri: str) -> str:
     return uri[len(base) :] if uri.startswith(base) else _name(uri)
 
 
+def _printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a non-UTF-8 file name shown as \\xNN escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _is_within(uri: str, folder: str) -> bool:
     return uri.startswith(str(folder).rstrip("/") + "/")
 
@@ -82,9 +90,9 @@ def unique_clip_ids(rel_paths: list[str]) -> list[str]:
         stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
         cid = safe_clip_id(stem, default="")
         if not cid:  # nothing ASCII left (e.g. a CJK name): name it by its path's hash
-            cid = "clip-" + hashlib.sha1(rel.encode("utf-8")).hexdigest()[:8]
+            cid = "clip-" + hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         if cid.lower() in seen:
-            digest = hashlib.sha1(rel.encode("utf-8")).hexdigest()[:8]
+            digest = hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:8]
             cid = f"{cid[:100]}-{digest}"
             k = 2
             while cid.lower() in seen:  # a hash collision on top of a name collision: count on
@@ -138,6 +146,7 @@ def ingest(
     rows: list[dict] = []
 
     def reject(uri: str, reason: str, message: str) -> None:
+        uri, message = _printable(uri), _printable(message)
         report.rejects.append(
             {"source_uri": uri, "file_name": _name(uri), "reason": reason, "message": message}
         )
@@ -145,6 +154,14 @@ def ingest(
 
     for uri, rel, clip_id in zip(files, rels, ids, strict=True):
         name = _name(uri)
+        if _printable(uri) != uri:
+            reject(
+                uri,
+                "bad_file_name",
+                f"{name}: the file name is not valid UTF-8, which manifests cannot store; "
+                "rename the file",
+            )
+            continue
         ext = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
         if ext not in VIDEO_EXTS:
             reject(
@@ -159,6 +176,9 @@ def ingest(
                 info = probe(path, max_duration_s=max_duration_s)
         except ClipError as exc:
             reject(uri, exc.reason, str(exc))
+            continue
+        except Exception as exc:  # a bug or an FFmpeg surprise on one file must not end the ingest
+            reject(uri, "internal_error", f"{name}: probe failed ({type(exc).__name__}: {exc})")
             continue
         missing = [
             k for k in ("fps", "width", "height", "sample_rate", "channels") if not getattr(info, k)

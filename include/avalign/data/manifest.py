@@ -115,20 +115,18 @@ def _type_ok(actual: pa.DataType, expected: pa.DataType) -> bool:
     return False
 
 
-def _check_values(df: pd.DataFrame, where: str) -> None:
+def _check_values(df: pd.DataFrame, where: str, strict_ids: bool = True) -> None:
     problems = []
     for field in MANIFEST_SCHEMA:
         if not field.nullable and df[field.name].isna().any():
             rows = df.index[df[field.name].isna()].tolist()[:5]
             problems.append(f"column {field.name!r} has nulls (rows {rows})")
     ids = df["clip_id"].dropna().astype(str)
-    bad = [
-        c for c in ids if not CLIP_ID_RE.match(c) or c in (".", "..") or len(c) > MAX_CLIP_ID_LEN
-    ]
-    if bad:
+    bad = [c for c in ids if clip_id_problem(c)]
+    if bad and strict_ids:
         problems.append(f"clip_id not made of [A-Za-z0-9_.-] (or too long): {bad[:5]}")
     dup = ids[ids.duplicated()].unique().tolist()
-    if dup:
+    if dup and strict_ids:
         problems.append(f"duplicate clip_id: {dup[:5]}")
     bad_origin = sorted(set(df["origin"].dropna()) - set(ORIGINS))
     if bad_origin:
@@ -151,8 +149,23 @@ def _check_values(df: pd.DataFrame, where: str) -> None:
         raise ManifestError(f"{where}: " + "; ".join(problems))
 
 
-def validate_manifest(df: pd.DataFrame, *, where: str = "manifest") -> pd.DataFrame:
-    """Check columns, types and values; returns the frame with the schema's dtypes."""
+def clip_id_problem(clip_id: str) -> str | None:
+    """Why ``clip_id`` cannot name files (path separators, NUL, dots only, too long), or None."""
+    if not CLIP_ID_RE.match(clip_id):
+        return f"clip_id {clip_id[:80]!r} is not made of [A-Za-z0-9_.-] (a path, NUL or other characters)"
+    if clip_id in (".", ".."):
+        return f"clip_id {clip_id!r} is a relative path"
+    if len(clip_id) > MAX_CLIP_ID_LEN:
+        return f"clip_id is {len(clip_id)} characters long (at most {MAX_CLIP_ID_LEN})"
+    return None
+
+
+def validate_manifest(df: pd.DataFrame, *, where: str = "manifest", strict_ids: bool = True) -> pd.DataFrame:
+    """Check columns, types and values; returns the frame with the schema's dtypes.
+
+    ``strict_ids=False`` lets rows with unusable or duplicated clip ids through, for a reader
+    that quarantines them one by one (run_partition) instead of refusing the whole partition.
+    """
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ManifestError(f"{where}: missing columns {missing} (expected {list(COLUMNS)})")
@@ -177,7 +190,7 @@ def validate_manifest(df: pd.DataFrame, *, where: str = "manifest") -> pd.DataFr
             problems.append(f"column {field.name!r} is not {field.type} ({exc})")
     if problems:
         raise ManifestError(f"{where}: " + "; ".join(problems))
-    _check_values(out, where)
+    _check_values(out, where, strict_ids)
     return out
 
 
@@ -204,8 +217,10 @@ def write_manifest(df: pd.DataFrame, uri: str) -> None:
     storage.write_bytes(uri, buf.getvalue())
 
 
-def read_manifest(uri: str) -> pd.DataFrame:
-    """Read and validate a manifest. ManifestError names the URI and every schema problem."""
+def read_manifest(uri: str, *, strict_ids: bool = True) -> pd.DataFrame:
+    """Read and validate a manifest. ManifestError names the URI and every schema problem.
+
+    ``strict_ids=False``: see ``validate_manifest``."""
     raw = storage.read_bytes(uri)
     try:
         table = pq.read_table(io.BytesIO(raw))
@@ -225,7 +240,7 @@ def read_manifest(uri: str) -> pd.DataFrame:
             parts.append(f"wrong column types [{'; '.join(wrong)}]")
         raise ManifestError(f"manifest {uri}: " + "; ".join(parts))
     df = table.to_pandas()
-    return validate_manifest(df, where=f"manifest {uri}")
+    return validate_manifest(df, where=f"manifest {uri}", strict_ids=strict_ids)
 
 
 def empty_manifest() -> pd.DataFrame:

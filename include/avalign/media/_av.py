@@ -24,6 +24,16 @@ from avalign.errors import MediaError
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 192_000
 
+# More channels than this cannot be written back: FLAC (our output codec) and ``layout_for`` stop at
+# 8 (7.1). A 16-channel file is quarantined at probe instead of failing in the remux.
+MAX_CHANNELS = 8
+
+# Frames larger than this are rejected from the header, before anything is decoded: one decoded
+# 10000x10000 frame is 300 MB of RGB, and no describer looks at more than a few hundred pixels.
+# 8192 x 4320 (8K DCI) is the largest format a camera or an editor delivers.
+MAX_FRAME_SIDE = 8192
+MAX_FRAME_PIXELS = 8192 * 4320
+
 # Decoders output frames in presentation order, but AVI (packed B-frames) hands them the wrong
 # packets' pts. Re-pairing the frames with the sorted pts of a small window fixes that, and is a
 # no-op for well-formed streams whose pts already increase.
@@ -317,6 +327,28 @@ def check_sample_rate(path: Path, rate: int | None) -> int:
             reason="bad_sample_rate",
         )
     return int(rate)
+
+
+def check_channels(path: Path, channels: int | None) -> int:
+    """Reject channel counts the pipeline cannot write back (0, or more than MAX_CHANNELS)."""
+    if channels is None or channels < 1 or channels > MAX_CHANNELS:
+        raise MediaError(
+            f"{name_of(path)}: {channels} audio channels (must be 1..{MAX_CHANNELS})",
+            reason="bad_channel_count",
+        )
+    return int(channels)
+
+
+def check_frame_size(path: Path, width: int | None, height: int | None) -> None:
+    """Reject frames too large to decode safely (see MAX_FRAME_SIDE); unknown sizes pass here and
+    are checked again on the first decoded frame."""
+    w, h = int(width or 0), int(height or 0)
+    if max(w, h) > MAX_FRAME_SIDE or w * h > MAX_FRAME_PIXELS:
+        raise MediaError(
+            f"{name_of(path)}: video frames of {w}x{h} are too large to decode "
+            f"(limit {MAX_FRAME_SIDE} px a side, {MAX_FRAME_PIXELS / 1e6:.1f} MP)",
+            reason="frame_too_large",
+        )
 
 
 def layout_for(channels: int) -> str:

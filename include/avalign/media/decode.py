@@ -96,9 +96,7 @@ def decode_audio(
         stream = _av.require_stream(container, p, "audio")
         _av.check_truncated(container, p)
         has_video = _av.video_stream(container) is not None
-        native_rate = stream.codec_context.sample_rate
-        if native_rate:
-            _av.check_sample_rate(p, native_rate)
+        _av.check_sample_rate(p, stream.codec_context.sample_rate)  # 0 Hz too, as probe does
         declared = _av.declared_duration(container)
         if max_duration_s is not None and declared is not None and declared > max_duration_s:
             raise MediaError(
@@ -114,6 +112,15 @@ def decode_audio(
     t0 = _av.first_frame_time(p, "video") if has_video else None
     zero_index = round(t0 * rate) if t0 is not None else first_index
     lead = first_index - zero_index
+    end = lead + samples.shape[1]
+    if max_duration_s is not None and end > (max_duration_s + _TOO_LONG_SLACK_S) * rate:
+        # Checked before the leading silence is made: audio that starts hours after the first
+        # frame (under a header that says seconds) would otherwise allocate those hours.
+        raise MediaError(
+            f"{name}: too long (the audio starts {lead / rate:.2f} s after the first video frame "
+            f"and ends past the limit of {max_duration_s:.2f} s)",
+            reason="too_long",
+        )
     if lead > 0:
         samples = np.concatenate([np.zeros((samples.shape[0], lead), np.float32), samples], axis=1)
     elif lead < 0:
@@ -142,7 +149,9 @@ def _decode_audio_stream(
 ) -> tuple[np.ndarray, int, int]:
     """Decode and assemble by pts. Returns (samples (C,T) native rate, rate, index of sample 0).
 
-    The index is the first sample's absolute position (pts * rate) on the file's clock.
+    The index is the first sample's absolute position (pts * rate) on the file's clock. With
+    ``max_duration_s`` memory stays bounded whatever the header says: the length is checked
+    before each chunk (and each silence that fills a hole in the timestamps) is kept.
     """
     name = _av.name_of(path)
     chunks: list[np.ndarray] = []
@@ -185,6 +194,12 @@ def _decode_audio_stream(
         else:
             gap = index - pos
             if gap > tolerance:  # real hole in the timestamps: keep time, fill with silence
+                if limit is not None and total + gap > limit:
+                    raise MediaError(
+                        f"{name}: too long (a {gap / rate:.2f} s hole in the audio timestamps "
+                        f"takes it past {max_duration_s:.2f} s)",
+                        reason="too_long",
+                    )
                 chunks.append(np.zeros((data.shape[0], gap), np.float32))
                 pos += gap
                 total += gap
@@ -240,15 +255,19 @@ def decode_frames(
     sample_fps: float | None = None,
     max_side: int | None = 256,
     max_frames: int | None = None,
+    max_duration_s: float | None = None,
 ) -> VideoFrames:
     """Decode RGB frames of the first video stream, sampled by pts, streaming.
 
     ``sample_fps``: keep the first frame at or after each tick k / sample_fps (None: every frame;
     a rate above the source's keeps every frame, never duplicates). ``max_side``: downscale so the
     longest side (display aspect, i.e. with the sample aspect ratio applied) is at most this.
-    ``max_frames``: stop decoding once that many frames are kept. Only kept frames are held in
-    memory, already downscaled. Raises MediaError: file_not_found, empty_file, undecodable,
-    no_video_stream, zero_duration.
+    ``max_frames``: stop decoding once that many frames are kept. ``max_duration_s``: raise
+    too_long at the first frame more than that (plus 1 s) after the first, whatever the header
+    says. Only kept frames are held in memory, already downscaled. Frames larger than
+    ``_av.MAX_FRAME_SIDE`` are refused from the header, and again from the first decoded frame.
+    Raises MediaError: file_not_found, empty_file, undecodable, no_video_stream, frame_too_large,
+    too_long, zero_duration.
     """
     if sample_fps is not None and sample_fps <= 0:
         raise ValueError(f"sample_fps must be positive, got {sample_fps}")
@@ -267,6 +286,7 @@ def decode_frames(
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
         src_w, src_h = int(cc.width or 0), int(cc.height or 0)
+        _av.check_frame_size(p, src_w, src_h)
         sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
         target: tuple[int, int] | None = None
         t0: Fraction | None = None
@@ -276,11 +296,17 @@ def decode_frames(
         timed = _av.timed_video_frames(container, stream, stats)
         for frame, t in timed:
             if t0 is None:
+                _av.check_frame_size(p, frame.width, frame.height)  # the bitstream may disagree
                 t0 = t
                 if not src_w or not src_h:
                     src_w, src_h = frame.width, frame.height
                 target = _target_size(frame.width, frame.height, sar, max_side)
             rel = float(t - t0)
+            if max_duration_s is not None and rel > max_duration_s + _TOO_LONG_SLACK_S:
+                raise MediaError(
+                    f"{name}: too long (video frames past {max_duration_s:.2f} s)",
+                    reason="too_long",
+                )
             if sample_fps is not None:
                 if rel + eps < next_tick / sample_fps:
                     continue

@@ -49,8 +49,11 @@ def probe(
     """Describe ``path`` or raise MediaError saying precisely why it cannot be used.
 
     Reasons: file_not_found, empty_file, undecodable, no_video_stream, no_audio_stream,
-    bad_sample_rate, zero_duration, too_long. ``require_video`` / ``require_audio`` (default
-    both, since every clip of this platform is audio-visual) can be relaxed for one-sided media.
+    bad_sample_rate, bad_channel_count, frame_too_large, zero_duration, too_long.
+    ``require_video`` / ``require_audio`` (default both, since every clip of this platform is
+    audio-visual) can be relaxed for one-sided media. Everything is decided from headers and
+    packet timestamps before the first frame is decoded (a frame may be 100 megapixels); the
+    only decoding is of the first frame of each stream, for the start times.
     """
     p = Path(path)
     name = _av.name_of(p)
@@ -73,7 +76,9 @@ def probe(
         sample_rate = channels = None
         if audio is not None:
             sample_rate = _av.check_sample_rate(p, audio.codec_context.sample_rate)
-            channels = audio.codec_context.layout.nb_channels
+            channels = _av.check_channels(p, audio.codec_context.layout.nb_channels)
+        if video is not None:
+            _av.check_frame_size(p, video.codec_context.width, video.codec_context.height)
 
         duration = _av.declared_duration(container)
         if duration is None:
