@@ -87,6 +87,27 @@ PARAMS = {
 }
 
 
+def _credentials() -> None:
+    """Storage credentials for this task's process: the Airflow connection named by
+    AVALIGN_STORAGE_CONN_ID (default avalign_s3; Airflow masks its password in task logs), else
+    the worker's environment. Secrets found in the environment are masked in the logs too."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow.sdk.log import mask_secret
+
+    from avalign import credentials
+
+    try:
+        conn = BaseHook.get_connection(credentials.storage_conn_id())
+    except AirflowNotFoundException:
+        conn = None
+    if conn is not None:
+        names = credentials.apply_storage_connection(conn.login, conn.password, conn.extra_dejson)
+        print(f"storage credentials from Airflow connection {conn.conn_id}: {', '.join(names)}")
+    for secret in credentials.secrets_to_mask(os.environ):
+        mask_secret(secret)
+
+
 def _label(name: str) -> None:
     """Show the partition as the mapped task instance's name in the UI (map_index_template)."""
     get_current_context()["partition"] = name
@@ -110,24 +131,28 @@ def av_align():
     def prepare(params=None, run_id=None):
         from avalign import tasks as steps
 
+        _credentials()
         return steps.resolve_spec(dict(params), run_id)
 
     @task
     def ingest(spec: dict):
         from avalign import tasks as steps
 
+        _credentials()
         return steps.ingest_if_raw(spec)
 
     @task
     def list_partitions(spec: dict, dataset: dict) -> list[dict]:
         from avalign import tasks as steps
 
+        _credentials()
         return steps.list_partition_manifests(dataset["dataset_uri"], spec["partitions"])
 
     @task(pool=TRITON_POOL, pool_slots=1, map_index_template="{{ partition }}")
     def align_partition(item: dict, spec: dict):
         from avalign import tasks as steps
 
+        _credentials()
         _label(item["partition"])
         return steps.align_partition(item, spec)
 
@@ -135,6 +160,7 @@ def av_align():
     def validate_partition(run: dict, spec: dict):
         from avalign import tasks as steps
 
+        _credentials()
         _label(run["partition"])
         return steps.gate_partition(run, spec)
 
@@ -142,6 +168,7 @@ def av_align():
     def publish_partition(gated: dict, spec: dict):
         from avalign import tasks as steps
 
+        _credentials()
         _label(gated["partition"])
         return steps.publish(gated, spec)
 
@@ -151,6 +178,7 @@ def av_align():
         # logs a spurious "XCom not found" error when it runs past the end).
         from avalign import tasks as steps
 
+        _credentials()
         extra = steps.asset_event_extra(published[:], spec)
         if extra is None:
             raise AirflowSkipException("no partition newly published: no asset event")
@@ -161,6 +189,7 @@ def av_align():
     def log_to_mlflow(published: list[dict], spec: dict):
         from avalign import tasks as steps
 
+        _credentials()
         return steps.log_to_mlflow(published[:], spec)
 
     spec = prepare()

@@ -3,6 +3,7 @@ asset extra → MLflow on a hand-built results table (real GX, real MLflow on SQ
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -113,7 +114,14 @@ def _stage_results(spec: dict, partition: str, outcomes: list[str]) -> dict:
     stage = stage_uri(spec["output_uri"], spec["run_id"], partition)
     Path(stage).mkdir(parents=True)
     results = str(Path(stage) / "results.parquet")
-    results_table([_row(i, o, spec["run_id"], partition) for i, o in enumerate(outcomes)]).to_parquet(results)
+    rows = [_row(i, o, spec["run_id"], partition) for i, o in enumerate(outcomes)]
+    for row in rows:  # real staged outputs: publishing checksums every object
+        media = Path(stage) / "clips" / f"{row['clip_id']}.mp4"
+        media.parent.mkdir(exist_ok=True)
+        media.write_bytes(row["clip_id"].encode() * 100)
+        row["output_uri"], row["output_sha256"] = str(media), hashlib.sha256(media.read_bytes()).hexdigest()
+    results_table(rows).to_parquet(results)
+    (Path(stage) / "_SUCCESS").write_text(json.dumps({"n_clips": len(outcomes), "manifest_uri": None}))
     return {"partition": partition, "run_id": spec["run_id"], "stage_uri": stage, "results_uri": results,
             "counts": {}, "n_clips": len(outcomes), "seconds": 1.0, "reused": False,
             "manifest_uri": f"/ds/manifests/{partition}.parquet"}

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+from avalign.credentials import redact_url
 from avalign.errors import AvalignError
 from avalign.orchestration import DAG_ID, TRITON_POOL, TRITON_POOL_DESCRIPTION, REPO_ROOT, airflow_cli, airflow_env
 
@@ -84,7 +85,7 @@ def ensure_databases(config: DistributedConfig) -> list[str]:
     try:
         conn = psycopg2.connect(config.database_url("postgres"), connect_timeout=5)
     except psycopg2.OperationalError as exc:
-        raise AvalignError(f"PostgreSQL at {_redacted(config.pg_url)} is not reachable: {exc}".strip()) from exc
+        raise AvalignError(f"PostgreSQL at {redact_url(config.pg_url)} is not reachable: {exc}".strip()) from exc
     created = []
     try:
         conn.autocommit = True
@@ -120,7 +121,7 @@ def check_redis(url: str) -> None:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
-        raise AvalignError(f"Redis broker at {_redacted(url)} is not reachable: {exc}") from exc
+        raise AvalignError(f"Redis broker at {redact_url(url)} is not reachable: {exc}") from exc
 
 
 def profile_env(config: DistributedConfig, api_port: int, jwt_secret: str) -> dict[str, str]:
@@ -363,11 +364,3 @@ def _terminate(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
         proc.wait(timeout=10)
     except ProcessLookupError:
         pass
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url

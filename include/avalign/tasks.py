@@ -44,7 +44,10 @@ def resolve_spec(params: dict[str, Any], airflow_run_id: str) -> dict[str, Any]:
     so the DAG file never imports avalign (and never duplicates a default).
     """
     from avalign.agent.config import AlignConfig
+    from avalign.credentials import check_no_credentials, redact_url
 
+    check_no_credentials(params, ("dataset_uri", "output_uri", "mlflow_tracking_uri", "triton_url",
+                                  "scorer_repository"))
     dataset_uri = str(params.get("dataset_uri") or "").strip()
     output_uri = str(params.get("output_uri") or "").strip()
     if not dataset_uri or not output_uri:
@@ -53,10 +56,11 @@ def resolve_spec(params: dict[str, Any], airflow_run_id: str) -> dict[str, Any]:
         raise AvalignError(f"output_uri must differ from dataset_uri ({dataset_uri})")
     config = AlignConfig.from_dict({k: params.get(k) for k in CONFIG_PARAMS})
     tracking_uri = params.get("mlflow_tracking_uri")
+    tracking_source = "param"
     if not tracking_uri:
         from avalign.tracking.runs import default_tracking_uri
 
-        tracking_uri = default_tracking_uri()
+        tracking_uri, tracking_source = default_tracking_uri(), "environment"
     return {
         "dataset_uri": dataset_uri,
         "output_uri": output_uri,
@@ -66,7 +70,9 @@ def resolve_spec(params: dict[str, Any], airflow_run_id: str) -> dict[str, Any]:
         "airflow_run_id": airflow_run_id,
         "config": config.to_dict(),
         "triton_url": str(params.get("triton_url") or ""),
-        "tracking_uri": str(tracking_uri),
+        # Redacted: the spec is XCom. log_to_mlflow re-reads an environment URI (its password) itself.
+        "tracking_uri": redact_url(str(tracking_uri)),
+        "tracking_uri_source": tracking_source,
     }
 
 
@@ -189,7 +195,12 @@ def log_to_mlflow(published: list[dict[str, Any]], spec: dict[str, Any]) -> dict
     params = {"dataset_uri": spec["dataset_uri"], "output_uri": spec["output_uri"],
               "run_id": spec["run_id"], "airflow_run_id": spec["airflow_run_id"],
               "triton_url": spec["triton_url"] or "local", **spec["config"]}
-    parent = log_rebuild(spec["tracking_uri"], run_name=f"av_align {spec['run_id']}", params=params,
+    tracking_uri = spec["tracking_uri"]
+    if spec.get("tracking_uri_source") == "environment":
+        from avalign.tracking.runs import default_tracking_uri
+
+        tracking_uri = default_tracking_uri()
+    parent = log_rebuild(tracking_uri, run_name=f"av_align {spec['run_id']}", params=params,
                          partitions=summaries)
     return {"mlflow_run_id": parent, "tracking_uri": spec["tracking_uri"],
             "seconds": round(time.perf_counter() - t0, 2)}
