@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
 
-.PHONY: venv browser test test-fast demo bench serve models-check ui mlflow-ui clean
+.PHONY: venv browser test test-fast demo bench bench-distributed distributed audit serve models-check ui mlflow-ui clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,17 @@ demo: venv
 
 bench: venv
 	$(PY) -m avalign bench
+
+# The distributed profile (docs/distributed.md): PostgreSQL on 127.0.0.1:5432 and Redis on 6379 must run.
+distributed: venv
+	$(PY) -m avalign distributed
+
+bench-distributed: venv
+	$(PY) -m avalign distributed --compare-workers
+
+# Dependency audit of the installed set against PyPI's advisory data (docs/security.md).
+audit: venv
+	$(VENV)/bin/pip-audit -l --strict --progress-spinner off
 
 serve: venv
 	$(PY) -m avalign serve

@@ -137,6 +137,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_distributed(args: argparse.Namespace) -> int:
+    from avalign import distributed
+
+    if args.compare_workers:
+        distributed.compare_workers(partitions=args.partitions, clips=args.clips, name=args.name + "_scale",
+                                    out_json=REPO_ROOT / "var" / "bench" / "distributed.json")
+        return 0
+    result = distributed.run_profile(dataset_uri=args.dataset, output_uri=args.output, workers=args.workers,
+                                     name=args.name, keep=args.keep)
+    return 0 if result["state"] == "success" and result["verified"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m avalign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-register", action="store_true", help="never register the model")
     p.add_argument("--export", default=None, help="also export the registered model as av_scorer into this folder")
     p.set_defaults(func=_cmd_train_eval)
+
+    p = sub.add_parser("distributed", help="av_align on CeleryExecutor + PostgreSQL + Redis with a shared "
+                                           "Triton (make distributed; docs/distributed.md)")
+    p.add_argument("--dataset", default=None, help="dataset URI (default: a generated sample under var/)")
+    p.add_argument("--output", default=None, help="output URI (default var/aligned/distributed)")
+    p.add_argument("--workers", type=int, default=2, help="Celery workers, one process each")
+    p.add_argument("--name", default="avalign", help="database names <name>_airflow, <name>_mlflow")
+    p.add_argument("--keep", action="store_true", help="keep the stack (and its UI) running after the run")
+    p.add_argument("--compare-workers", action="store_true",
+                   help="measure 1 vs 2 workers on the same data (var/bench/distributed.json)")
+    p.add_argument("--partitions", type=int, default=4, help="--compare-workers: partitions")
+    p.add_argument("--clips", type=int, default=6, help="--compare-workers: clips per partition")
+    p.set_defaults(func=_cmd_distributed)
 
     p = sub.add_parser("verify", help="re-check a published dataset's checksums and counts (exit 1 on a problem)")
     p.add_argument("uri", help="the av_align output URI (holds published/*.json)")
