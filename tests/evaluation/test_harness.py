@@ -40,6 +40,23 @@ def test_calibration_detects_a_monotone_score():
     assert calibration(df)["offset"]["spearman"] == pytest.approx(1.0, abs=0.05)
 
 
+def test_within_source_calibration_removes_the_content_baseline():
+    # Two sources whose clean scores differ a lot (content), each losing score with severity:
+    # pooled ranks are muddled by the baselines, the drop from each source's clean control is not.
+    rows = []
+    for source, base in (("rain#1", 0.3), ("drum#2", 0.9)):
+        rows.append({"type": "none", "severity": 0.0, "source": source, "alignment_before": base,
+                     "sync_before": 0.6})
+        for sev in (40.0, 200.0, 500.0, 1000.0):
+            rows.append({"type": "offset", "severity": sev, "source": source,
+                         "alignment_before": base - sev / 20000, "sync_before": 0.6 - sev / 2000})
+    result = calibration(pd.DataFrame(rows))["offset"]
+    assert result["spearman"] < 0.5
+    assert result["spearman_within_source"] == pytest.approx(1.0, abs=0.01)
+    assert result["spearman_within_source_sync"] == pytest.approx(1.0, abs=0.01)
+    assert result["n_within_source"] == 10
+
+
 def test_unknown_agent_and_suite_are_clear_errors():
     from avalign.evaluation.harness import evaluate
 

@@ -3,6 +3,7 @@ improved clips and the source audio otherwise; held-out clips carry only clean a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,6 +50,7 @@ def published(tmp_path_factory) -> dict:
     buf = io.BytesIO()
     results_table(rows).to_parquet(buf, index=False)
     write_bytes(join(stage, "results.parquet"), buf.getvalue())
+    write_bytes(join(stage, "_SUCCESS"), json.dumps({"n_clips": len(rows)}).encode())  # what run_partition marks
     publish_partition(out, run_id, "part-00000", SimpleNamespace(success=True, result_uri=None))
     ids = list(manifest["clip_id"])
     assert any(held_out(c, EVAL_FRACTION) for c in ids) and not all(held_out(c, EVAL_FRACTION) for c in ids)

@@ -84,6 +84,7 @@ def build_pointer(out_uri: str, run_id: str, partition: str, gx_result_uri: str 
 
     outputs, objects = [], []
     for r in table.itertuples():
+        r = r._replace(**{k: _text(getattr(r, k)) for k in ("trace_uri", "output_uri", "audio_uri", "output_sha256")})
         if r.trace_uri:
             objects.append(_object(r.trace_uri, "trace", r.clip_id))
         if r.outcome == "quarantined":
@@ -119,6 +120,13 @@ def build_pointer(out_uri: str, run_id: str, partition: str, gx_result_uri: str 
         "objects": objects,
         "content_sha256": hashlib.sha256(json.dumps(content).encode("utf-8")).hexdigest(),
     }
+
+
+def _text(value: Any) -> str | None:
+    """A table cell as a string, or None when empty (None, NaN, "")."""
+    if value is None or (isinstance(value, float) and value != value) or value == "":
+        return None
+    return str(value)
 
 
 def _object(uri: str, role: str, clip_id: str | None) -> dict[str, Any]:

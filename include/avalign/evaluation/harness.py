@@ -33,9 +33,12 @@ def _per_clip(table: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     for r in table.itertuples():
         mr = m.loc[r.clip_id]
         kind, sev = severity(mr["corruption"])
+        source = f"{mr['category']}#{mr['seed']}" if mr["origin"] == "procedural" else str(mr["source_uri"])
         row: dict[str, Any] = {"clip_id": r.clip_id, "origin": mr["origin"], "type": kind, "severity": sev,
+                               "source": source if mr["origin"] == "procedural" else None,
                                "outcome": r.outcome, "cycles": r.cycles, "seconds": r.seconds,
                                "alignment_before": r.alignment_before, "alignment_after": r.alignment_after,
+                               "sync_before": r.sync_before,
                                "frame_ms": 1000.0 / float(mr["fps"] or 25.0)}
         shift_ms = applied_shift_ms(r.plan_json) if r.outcome == "improved" else 0.0
         injected = float(mr["offset_ms"] or 0.0)
@@ -84,18 +87,42 @@ def _summarise(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def calibration(df: pd.DataFrame) -> dict[str, Any]:
-    """Spearman correlation of the untouched clip's alignment score with corruption severity,
-    per type; the clean controls join each type at severity 0."""
+    """Spearman correlation of the untouched clip's score with corruption severity, per type.
+
+    ``spearman``: pooled over all clips, the clean controls joining each type at severity 0.
+    Content sets each clip's baseline (a rain clip never scores like a drum clip), so pooled
+    ranks mix content with damage. ``spearman_within_source`` therefore correlates severity with
+    the score's *drop* from the same procedural source's clean control (the comparison the loop
+    itself makes: the same clip before and after an edit). Both for ``alignment``; the offset
+    type also for ``sync``, the score that carries timing.
+    """
     from scipy.stats import spearmanr
 
     result = {}
     clean = df[df["type"] == "none"]
+    baseline = {}
+    if "source" in df:
+        for score in ("alignment_before", "sync_before"):
+            if score in clean:
+                baseline[score] = clean.dropna(subset=["source"]).groupby("source")[score].mean()
     for kind in sorted(set(df["type"]) - {"none"}):
         part = pd.concat([df[df["type"] == kind], clean])
         if part["severity"].nunique() < 3:
             continue
         rho, p = spearmanr(-part["alignment_before"], part["severity"])  # higher severity → lower score
-        result[kind] = {"spearman": round(float(rho), 3), "p_value": round(float(p), 4), "n": int(len(part))}
+        entry: dict[str, Any] = {"spearman": round(float(rho), 3), "p_value": round(float(p), 4), "n": int(len(part))}
+        for score, label in (("alignment_before", ""), ("sync_before", "_sync")):
+            if score not in baseline or (label and kind != "offset"):
+                continue
+            own = part[part["source"].isin(baseline[score].index)]
+            if own["severity"].nunique() < 3:
+                continue
+            drop = own["source"].map(baseline[score]) - own[score]
+            rho_w, p_w = spearmanr(drop, own["severity"])
+            entry[f"spearman_within_source{label}"] = round(float(rho_w), 3)
+            entry[f"p_within_source{label}"] = round(float(p_w), 4)
+            entry[f"n_within_source{label}"] = int(len(own))
+        result[kind] = entry
     return result
 
 
@@ -115,10 +142,15 @@ def markdown(report: dict[str, Any]) -> str:
                     vals = [kinds[kind].get(c, "") for c in cols]
                     lines.append(f"| {agent} | " + " | ".join(str(v) for v in vals) + " |")
             lines.append("")
-    lines += ["## Reflection calibration (noop run: Spearman of −alignment vs severity)", "",
-              "| type | spearman | p | n |", "|---|---|---|---|"]
+    lines += ["## Reflection calibration (noop run: Spearman of the score vs severity)", "",
+              "Pooled: −alignment over all clips. Within source: the alignment drop from the same procedural",
+              "source's clean control (sync drop for offsets in the last column).", "",
+              "| type | pooled spearman | p | n | within-source spearman | n | within-source (sync) |",
+              "|---|---|---|---|---|---|---|"]
     for kind, c in report["calibration"].items():
-        lines.append(f"| {kind} | {c['spearman']} | {c['p_value']} | {c['n']} |")
+        lines.append(f"| {kind} | {c['spearman']} | {c['p_value']} | {c['n']} | "
+                     f"{c.get('spearman_within_source', '')} | {c.get('n_within_source', '')} | "
+                     f"{c.get('spearman_within_source_sync', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -144,7 +176,11 @@ def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents
     manifest = pd.concat([read_manifest(m) for m in manifests], ignore_index=True)
     config = AlignConfig()
     per_agent: dict[str, pd.DataFrame] = {}
-    with triton_client(triton_url, progress) as client:
+    from avalign.serving.memo import MemoizingClient
+
+    with triton_client(triton_url, progress) as triton:
+        # Every agent first describes and scores the same untouched clips: ask the models once.
+        client = MemoizingClient(triton)
         for agent in agents:
             planner = make_agent(agent, client)
             tables = []
@@ -153,7 +189,8 @@ def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents
                                     planner=planner, progress=lambda msg: None, force=True)
                 tables.append(pd.read_parquet(run.results_uri))
             per_agent[agent] = _per_clip(pd.concat(tables, ignore_index=True), manifest)
-            progress(f"evaluate {suite_name}: agent {agent} done ({time.perf_counter() - t0:.0f}s elapsed)")
+            progress(f"evaluate {suite_name}: agent {agent} done ({time.perf_counter() - t0:.0f}s elapsed, "
+                     f"model calls answered from memory so far: {client.hits} of {client.hits + client.misses})")
 
     by_origin: dict[str, dict[str, dict[str, Any]]] = {}
     for origin in ("procedural", "real"):
