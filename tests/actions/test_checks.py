@@ -7,7 +7,7 @@ import torch
 
 from avalign.actions import _checks
 from avalign.actions import functional as AF
-from avalign.actions._checks import cpu_chunked, per_item
+from avalign.actions._checks import cpu_chunked, parallel_map, per_item
 
 from .conftest import SR, add_white_noise, speech_like
 
@@ -55,3 +55,38 @@ def test_tuple_outputs_are_concatenated(small_chunks: None) -> None:
     assert calls == [2, 2, 1]
     assert y[:, 0, 0].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert report == ["item x1.0", "item x2.0", "item x3.0", "item x4.0", "item x5.0"]
+
+
+def test_chunks_run_in_parallel_threads_with_the_same_result(small_chunks: None) -> None:
+    x = _batch()
+    serial = AF.wavelet_denoise(x, SR)  # parallel_items: one thread per chunk
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        parallel = AF.wavelet_denoise(x, SR)
+        assert torch.get_num_threads() == 2  # restored after the chunks ran on one thread each
+        bad = x.clone()
+        bad[3, 0, 5] = float("nan")
+        with pytest.raises(ValueError, match="NaN"):
+            AF.wavelet_denoise(bad, SR)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(parallel, serial)
+
+
+def test_parallel_map_keeps_order_and_restores_threads() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen: list[int] = []
+
+        def square(v: int) -> int:
+            seen.append(torch.get_num_threads())
+            return v * v
+
+        assert parallel_map(square, list(range(7))) == [v * v for v in range(7)]
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert parallel_map(lambda v: v + 1, [1, 2]) == [2, 3]  # one thread: a plain loop

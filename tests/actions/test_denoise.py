@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from avalign.actions import denoise
 
@@ -76,3 +78,34 @@ def test_silence_and_tiny_inputs_stay_finite() -> None:
         for fn in DENOISERS.values():
             out = fn(torch.zeros(2, 1, t), SR)
             assert out.shape == (2, 1, t) and torch.isfinite(out).all()
+
+
+def test_wiener_recursion_numba_and_numpy_agree() -> None:
+    if denoise._compiled_recursion() is None:
+        pytest.skip("numba not installed: only the numpy loop runs")
+    gen = np.random.default_rng(0)
+    pw = (3 * gen.random((300, 514))).astype(np.float32)
+    ml = (2 * gen.random((300, 514))).astype(np.float32)
+    lower = np.full(514, 10 ** -2.5, dtype=np.float32)
+    looped, compiled = np.empty_like(ml), np.empty_like(ml)
+    denoise._recursion_numpy(pw, ml, lower, looped)
+    denoise._compiled_recursion()(pw, ml, lower, compiled)
+    assert np.array_equal(looped, compiled)
+
+
+def test_gating_box_sums_are_the_triangular_smoothing() -> None:
+    mask = (torch.rand(2, 1, 60, 40, generator=torch.Generator().manual_seed(5)) > 0.6)
+    n_f, n_t = 8, 3
+    counts = denoise._replicate(
+        denoise._replicate(mask.to(torch.int16), n_f, n_f, -1), n_t, n_t, -2
+    )
+    counts = denoise._box_sum(denoise._box_sum(counts, n_f + 1, -1), n_f + 1, -1)
+    counts = denoise._box_sum(denoise._box_sum(counts, n_t + 1, -2), n_t + 1, -2)
+
+    def triangle(n: int) -> torch.Tensor:
+        return torch.cat([torch.arange(1, n + 2), torch.arange(n, 0, -1)]).double()
+
+    kernel = triangle(n_t)[:, None] * triangle(n_f)[None, :]
+    padded = F.pad(mask.double().reshape(2, 1, 60, 40), (n_f, n_f, n_t, n_t), mode="replicate")
+    reference = F.conv2d(padded, kernel[None, None])
+    assert torch.equal(counts.double(), reference)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avalign.actions._filters import moving_mean, sliding_min
+from avalign.actions._filters import moving_mean, running_min, sliding_min
 
 
 @pytest.mark.parametrize(("n", "width"), [(1, 5), (10, 3), (10, 21), (100, 7), (3000, 187)])
@@ -26,3 +26,14 @@ def test_moving_mean_matches_avg_pool_with_replicated_edges(n: int, width: int) 
 def test_even_width_rejected() -> None:
     with pytest.raises(ValueError, match="width"):
         sliding_min(torch.zeros(1, 5), 4)
+
+
+@pytest.mark.parametrize(("n", "width"), [(1, 5), (10, 3), (10, 21), (100, 7), (3000, 187)])
+def test_running_min_matches_sliding_min_along_any_dim(n: int, width: int) -> None:
+    x = torch.rand(3, n)
+    assert torch.equal(running_min(x, width), sliding_min(x, width))
+    frames = torch.rand(2, n, 5)  # time-major (R, N, F): along the frame axis
+    reference = sliding_min(frames.transpose(1, 2).contiguous(), width).transpose(1, 2)
+    assert torch.equal(running_min(frames, width, dim=-2), reference)
+    with pytest.raises(ValueError, match="width"):
+        running_min(x, 4)

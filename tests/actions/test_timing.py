@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from avalign.actions.timing import pitch_change, shift_samples, speed_change, time_shift
+from avalign.actions.resample import nearest_fraction
+from avalign.actions.timing import (
+    PITCH_MAX_TERM,
+    PITCH_TOLERANCE_CENTS,
+    _lock_reference,
+    pitch_change,
+    shift_samples,
+    speed_change,
+    time_shift,
+)
 
 from .conftest import SR, tone
 
@@ -85,3 +94,25 @@ def test_bad_arguments() -> None:
         pitch_change(x, 0, 1.0)
     with pytest.raises(ValueError, match="NaN"):
         speed_change(torch.full((1, 1, 10), float("nan")), SR, 1.1)
+
+
+def test_lock_reference_is_the_loudest_bin_within_two() -> None:
+    gen = torch.Generator().manual_seed(0)
+    mag = torch.stack([torch.randperm(257, generator=gen) for _ in range(40)]).float()[None]
+    _, expected = torch.nn.functional.max_pool1d(
+        mag.reshape(-1, 1, 257), 5, stride=1, padding=2, return_indices=True
+    )
+    assert torch.equal(_lock_reference(mag), expected.reshape(mag.shape))
+    silent = _lock_reference(torch.zeros(3, 257))  # ties: any bin of the window, never outside
+    offsets = silent - torch.arange(257)
+    assert silent.min() >= 0 and silent.max() <= 256 and offsets.abs().max() <= 2
+
+
+@pytest.mark.parametrize("semitones", [19.0, -19.0])
+def test_pitch_without_a_nearby_fraction_takes_the_exact_path(semitones: float) -> None:
+    ratio = 2 ** (semitones / 12)
+    assert nearest_fraction(ratio, 2 ** (PITCH_TOLERANCE_CENTS / 1200) - 1, PITCH_MAX_TERM) is None
+    x = tone(220.0 if semitones > 0 else 880.0, 1.0)[None]
+    y = pitch_change(x, SR, semitones)
+    expected = (220.0 if semitones > 0 else 880.0) * ratio
+    assert y.shape == x.shape and abs(_peak_hz(y) - expected) / expected < 0.01

@@ -1,10 +1,13 @@
 """Running minimum and running mean in O(n) per row, whatever the window length.
 
-``F.max_pool1d`` and ``F.avg_pool1d`` cost O(n * width): with the windows used here (a 1.5 s
+``F.max_pool1d`` and ``F.avg_pool1d`` cost O(n * width): with the windows used here (a 1.5-2 s
 noise-search window, a 20 ms limiter window at 48 kHz, a 64 ms wavelet energy window) that was
-the slowest part of several actions. The running minimum uses van Herk / Gil-Werman (prefix
-and suffix minima inside blocks of the window length), the running mean a cumulative sum.
-Both are centred on odd windows and work on the last dimension of any tensor.
+the slowest part of several actions. :func:`sliding_min` uses van Herk / Gil-Werman (prefix
+and suffix minima inside blocks of the window length) on the last dimension;
+:func:`running_min` takes minima of shifted slices with doubling spans (O(n log width), but
+every step is one vectorised ``torch.minimum`` over whole rows, so along the frame axis of a
+time-major spectrogram it is ~2x faster than the sequential ``cummin`` scans). The running mean
+is a cumulative sum. All are centred on odd windows.
 """
 
 from __future__ import annotations
@@ -29,6 +32,31 @@ def sliding_min(x: Tensor, width: int) -> Tensor:
     prefix = blocks.cummin(dim=-1).values.reshape(*x.shape[:-1], total)
     suffix = blocks.flip(-1).cummin(dim=-1).values.flip(-1).reshape(*x.shape[:-1], total)
     return torch.minimum(suffix[..., :n], prefix[..., width - 1 : width - 1 + n])
+
+
+def running_min(x: Tensor, width: int, dim: int = -1) -> Tensor:
+    """Same result as :func:`sliding_min`, along any ``dim``: minima of slices shifted by 1, 2,
+    4, ... (a sparse table), then one overlapping pair covering the odd ``width``."""
+    if width < 1 or width % 2 == 0:
+        raise ValueError(f"width must be odd and >= 1, got {width}")
+    if width == 1:
+        return x.clone()
+    dim = dim % x.dim()
+    half, n = width // 2, x.shape[dim]
+    edge = list(x.shape)
+    edge[dim] = half
+    inf = torch.full(edge, math.inf, device=x.device, dtype=x.dtype)
+    cur = torch.cat([inf, x, inf], dim=dim)  # cur[i] = min over [i, i + span) once spanned
+    span = 1
+    while 2 * span <= width:
+        size = cur.shape[dim] - span
+        cur = torch.minimum(cur.narrow(dim, 0, size), cur.narrow(dim, span, size))
+        span *= 2
+    rest = width - span  # 0 <= rest < span: [i, i + span) and [i + rest, i + width) cover it
+    if rest:
+        size = cur.shape[dim] - rest
+        cur = torch.minimum(cur.narrow(dim, 0, size), cur.narrow(dim, rest, size))
+    return cur.narrow(dim, 0, n)
 
 
 def moving_mean(x: Tensor, width: int) -> Tensor:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_batch, check_sample_rate
+from ._checks import check_batch, check_sample_rate, parallel_map
 
 CONTEXT_S = 0.020
 """Template length next to a gap, lag search span and edge-level window (20 ms)."""
@@ -199,16 +199,18 @@ def fill_blanks(
             raise ValueError(f"{name} must be a finite number >= {lo}, got {value!r}")
     if max_gap_ms < min_gap_ms:
         raise ValueError(f"max_gap_ms ({max_gap_ms}) must be >= min_gap_ms ({min_gap_ms})")
+
+    def patches(item: Tensor) -> list[tuple[int, int, np.ndarray]]:
+        samples = item.detach().to("cpu", torch.float64).numpy()
+        found = find_blanks(samples, sample_rate, min_gap_ms, max_gap_ms, depth_db)
+        fills = [(start, end, conceal(samples, start, end, sample_rate)) for start, end in found]
+        return [(start, end, patch) for start, end, patch in fills if patch is not None]
+
     out = x.clone()
     reports: list[list[tuple[float, float]]] = []
-    for i in range(x.shape[0]):
-        item = x[i].detach().to("cpu", torch.float64).numpy()
-        filled: list[tuple[float, float]] = []
-        for start, end in find_blanks(item, sample_rate, min_gap_ms, max_gap_ms, depth_db):
-            patch = conceal(item, start, end, sample_rate)
-            if patch is None:
-                continue
+    # items are independent numpy work: with several torch threads, several items at a time
+    for i, fills in enumerate(parallel_map(patches, list(x))):
+        for start, end, patch in fills:
             out[i, :, start:end] = torch.from_numpy(patch).to(out.device, out.dtype)
-            filled.append((start / sample_rate, (end - start) / sample_rate))
-        reports.append(filled)
+        reports.append([(s / sample_rate, (e - s) / sample_rate) for s, e, _ in fills])
     return out, reports

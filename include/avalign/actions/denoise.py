@@ -20,31 +20,45 @@ because every gain tends to 1 as the SNR grows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
+
 import numpy as np
 import pywt
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import ParamLike, check_batch, check_sample_rate, cpu_chunked, per_item
 from ._filters import moving_mean
-from .noise import noise_psd
-from .spectral import StftConfig, istft, stft, stft_config
+from .noise import noise_frames
+from .spectral import StftConfig, istft_frames, stft_config, stft_frames
 
 _EPS = 1e-12
 
 
+NOISE_WINDOW_S = 2.0
+"""Minimum-search window of the denoisers' noise track (``noise.py`` defaults to 1.5 s).
+
+Longer than the classic 1.5 s because music and dense speech can stay above the noise for more
+than 1.5 s in a band (a drum loop never pauses long enough): there the 1.5 s minimum is signal,
+the noise is overestimated and the signal is eaten, which matters most at high SNR. On the
+bench clips with white noise, 2.0 s raised Wiener's SI-SDR by +0.04 dB at -5 dB to +0.8 dB at
+20 dB, gating's by up to +1.2 dB, subtraction's by up to +0.5 dB (wavelet: unchanged); with pink
+noise -0.1 dB at low SNR and +0.3 dB at 20 dB. The price: after a step up of the noise, its
+first ~1 s is under-estimated (the centred window still reaches back into the quieter part)."""
+
+
 def _column(values: list[float], like: Tensor) -> Tensor:
-    """(B,) python values -> (B, 1, 1, 1) real tensor for broadcasting over (B, C, F, N)."""
+    """(B,) python values -> (B, 1, 1, 1) real tensor for broadcasting over (B, C, N, F)."""
     return torch.tensor(values, device=like.device, dtype=torch.float32).view(-1, 1, 1, 1)
 
 
 def _analyse(x: Tensor, sample_rate: int) -> tuple[StftConfig, Tensor, Tensor, Tensor]:
-    """STFT, power and the shared noise track of a (B, C, T) batch."""
+    """Time-major STFT (B, C, N, F), its power and the shared noise track of a (B, C, T) batch."""
     cfg = stft_config(sample_rate)
-    spec = stft(x.float(), cfg)
+    spec = stft_frames(x.float(), cfg)
     power = spec.real.square() + spec.imag.square()
-    noise = noise_psd(power, cfg.frame_rate(sample_rate))
+    noise = noise_frames(power, cfg.frame_rate(sample_rate), NOISE_WINDOW_S)
     return cfg, spec, power, noise
 
 
@@ -73,7 +87,7 @@ def spectral_subtraction(
     ratio = noise / power.clamp_min(_EPS)
     gain2 = torch.maximum(1.0 - _column(a, power) * ratio, _column(fl, power))
     gain = gain2.clamp(0.0, 1.0).sqrt()
-    return istft(spec * gain, cfg, x.shape[-1]).to(x.dtype)
+    return istft_frames(spec * gain, cfg, x.shape[-1]).to(x.dtype)
 
 
 @cpu_chunked("alpha", "min_prior_snr_db")
@@ -83,15 +97,19 @@ def wiener_filter(
     alpha: ParamLike = 0.9,
     min_prior_snr_db: ParamLike = -25.0,
 ) -> Tensor:
-    """Wiener filter with the decision-directed a-priori SNR (Ephraim-Malah).
+    """Wiener filter with the decision-directed a-priori SNR (Ephraim-Malah), two-step refined.
 
-    xi_n = alpha * |S_{n-1}|^2 / N_n + (1 - alpha) * max(gamma_n - 1, 0), G = xi / (1 + xi), with
-    gamma = |X|^2 / N the a-posteriori SNR. The recursion runs over frames (one small batched op
-    per frame).
+    Decision-directed: xi_n = alpha * |S_{n-1}|^2 / N_n + (1 - alpha) * max(gamma_n - 1, 0),
+    G_n = xi_n / (1 + xi_n), with gamma = |X|^2 / N the a-posteriori SNR; the recursion runs
+    over frames. Two-step noise reduction (TSNR, Plapous, Marro & Scalart 2006): the DD
+    estimate lags one frame behind the signal (onsets are cut, decays keep noise), so a second,
+    lag-free a-priori SNR xi' = G_n^2 * gamma_n is formed from the first gain and the final gain
+    is xi' / (1 + xi'), still a Wiener gain. On the bench it added 0.1-0.7 dB of SI-SDR on every
+    band (most at low SNR) at the cost of two vectorised passes.
 
     Args:
         alpha: weight of the previous frame's estimate in [0, 1). 0.98 is the classic value for
-            16 ms hops; with the 8 ms hops here 0.9 gave the best SI-SDR from 0 to 40 dB SNR
+            16 ms hops; with the 8 ms hops here 0.9 gave the best SI-SDR from 0 to 40 dB
             (lower = faster tracking, more musical noise).
         min_prior_snr_db: floor of xi in dB (<= 0); sets how far noise-only bins are attenuated.
     """
@@ -103,68 +121,137 @@ def wiener_filter(
     cfg, spec, power, noise = _analyse(x, sample_rate)
     noise = noise.clamp_min(_EPS)
     alpha_t = _column(al, power)
-    xi_min = _column([10.0 ** (v / 10.0) for v in floor_db], power)[..., 0]  # (B, 1, 1)
-    # time-major (N, B, C, F) so every frame of the recursion is one contiguous slice
-    prior_weight = (alpha_t / noise).permute(3, 0, 1, 2).contiguous()
-    ml_term = (
-        ((1.0 - alpha_t) * (power / noise - 1.0).clamp_min(0.0)).permute(3, 0, 1, 2).contiguous()
-    )
-    frames = power.permute(3, 0, 1, 2).contiguous()
-    if frames.device.type == "cpu":
-        gains = _decision_directed_cpu(prior_weight, ml_term, frames, xi_min)
+    xi_min = _column([10.0 ** (v / 10.0) for v in floor_db], power)  # (B, 1, 1, 1)
+    gamma = power / noise
+    ml_term = (1.0 - alpha_t) * (gamma - 1.0).clamp_min(0.0)
+    # w_n = alpha * |X_{n-1}|^2 / N_n, so that alpha * |S_{n-1}|^2 / N_n = w_n * G_{n-1}^2
+    prior_weight = torch.zeros_like(power)
+    prior_weight[..., 1:, :] = alpha_t * power[..., :-1, :] / noise[..., 1:, :]
+    # time-major (N, B, C, F): every frame of the recursion is one contiguous slice
+    order = (2, 0, 1, 3)
+    prior_weight = prior_weight.permute(order).contiguous()
+    ml_term = ml_term.permute(order).contiguous()
+    floor = xi_min.expand(-1, power.shape[1], 1, power.shape[-1])[:, :, 0]  # (B, C, F)
+    if power.device.type == "cpu":
+        gains = _decision_directed_cpu(prior_weight, ml_term, floor)
     else:
-        gains = torch.empty_like(frames)
-        prev = torch.zeros_like(frames[0])  # |S_{n-1}|^2, starts at 0
-        for n in range(frames.shape[0]):
-            xi = torch.maximum(torch.addcmul(ml_term[n], prior_weight[n], prev), xi_min)
+        gains = torch.empty_like(ml_term)
+        square = torch.zeros_like(ml_term[0])  # G_{n-1}^2, starts at 0
+        for n in range(ml_term.shape[0]):
+            xi = torch.maximum(torch.addcmul(ml_term[n], prior_weight[n], square), floor)
             g = gains[n]
             torch.div(xi, xi + 1.0, out=g)
-            prev = g * g * frames[n]
-    gains = gains.permute(1, 2, 3, 0)
-    return istft(spec * gains, cfg, x.shape[-1]).to(x.dtype)
+            square = g * g
+    gains = gains.permute(1, 2, 0, 3)  # back to (B, C, N, F)
+    # TSNR: xi' = max(G^2 gamma, xi_min), G' = xi' / (1 + xi')
+    refined = torch.maximum(gains.square() * gamma, xi_min)
+    refined = refined / (refined + 1.0)
+    return istft_frames(spec * refined, cfg, x.shape[-1]).to(x.dtype)
 
 
-def _decision_directed_cpu(
-    prior_weight: Tensor, ml_term: Tensor, frames: Tensor, xi_min: Tensor
-) -> Tensor:
+def _decision_directed_cpu(prior_weight: Tensor, ml_term: Tensor, floor: Tensor) -> Tensor:
     """The Wiener gain recursion of :func:`wiener_filter` over (N, B, C, F) time-major arrays.
 
-    Same arithmetic as the torch loop, but with in-place numpy ufuncs on each frame: a frame is
-    a few hundred bins, where a torch op's dispatch (~3 us) costs more than the math, and numpy's
-    is ~0.5 us, so a 10 s clip's 1250 frames take ~5 ms instead of ~15 ms. With
-    prev_n = G_{n-1}^2 |X_{n-1}|^2 folded into w_n = prior_weight_n * |X_{n-1}|^2 the step is
-    xi_n = max(w_n * G_{n-1}^2 + ml_n, xi_min), G_n = xi_n / (1 + xi_n).
+    The step is xi_n = max(w_n * G_{n-1}^2 + ml_n, xi_min), G_n = xi_n / (1 + xi_n): a few
+    flops per bin, sequential over frames. A torch op per frame costs ~3 us of dispatch for a
+    few hundred bins (~15 ms for a 10 s clip's 1250 frames); numpy ufuncs ~0.5 us (~4.5 ms);
+    the same loop compiled by numba (a dependency of librosa, so normally installed; compiled
+    once and cached) ~0.6 ms, which also keeps the serial part of a 2-thread batch small.
+    Without numba the numpy loop runs; both give the same float32 arithmetic.
     """
-    n = frames.shape[0]
-    shape = frames.shape
-    pw = prior_weight.reshape(n, -1).numpy()
-    ml = ml_term.reshape(n, -1).numpy()
-    pw_frames = np.empty_like(pw)
-    pw_frames[0] = 0.0  # no previous frame: prev = 0
-    np.multiply(pw[1:], frames.reshape(n, -1).numpy()[:-1], out=pw_frames[1:])
-    floor = xi_min.expand(shape[1:]).reshape(-1).numpy().astype(np.float32)
+    n, shape = ml_term.shape[0], ml_term.shape
+    pw = np.ascontiguousarray(prior_weight.reshape(n, -1).numpy())
+    ml = np.ascontiguousarray(ml_term.reshape(n, -1).numpy())
+    lower = np.ascontiguousarray(floor.reshape(-1).numpy(), dtype=np.float32)
     gains = np.empty_like(ml)
+    kernel = _compiled_recursion()
+    if kernel is not None:
+        kernel(pw, ml, lower, gains)
+    else:
+        _recursion_numpy(pw, ml, lower, gains)
+    return torch.from_numpy(gains).reshape(shape)
+
+
+def _recursion_numpy(pw: np.ndarray, ml: np.ndarray, lower: np.ndarray, gains: np.ndarray) -> None:
+    """The recursion with in-place numpy ufuncs on each (bins,) frame; fills ``gains``."""
     square = np.zeros(ml.shape[1], dtype=np.float32)
     xi = np.empty_like(square)
-    for k in range(n):
-        np.multiply(pw_frames[k], square, out=xi)
+    for k in range(ml.shape[0]):
+        np.multiply(pw[k], square, out=xi)
         np.add(xi, ml[k], out=xi)
-        np.maximum(xi, floor, out=xi)
+        np.maximum(xi, lower, out=xi)
         g = gains[k]
         np.add(xi, 1.0, out=g)
         np.divide(xi, g, out=g)
         np.multiply(g, g, out=square)
-    return torch.from_numpy(gains).reshape(shape)
+
+
+def _recursion_loops(pw: np.ndarray, ml: np.ndarray, lower: np.ndarray, gains: np.ndarray) -> None:
+    """The recursion as plain loops, for numba to compile (same order of float32 operations)."""
+    square = np.zeros(ml.shape[1], dtype=np.float32)
+    for k in range(ml.shape[0]):
+        for j in range(ml.shape[1]):
+            xi = pw[k, j] * square[j]
+            xi = xi + ml[k, j]
+            if xi < lower[j]:
+                xi = lower[j]
+            g = xi / (xi + np.float32(1.0))
+            gains[k, j] = g
+            square[j] = g * g
+
+
+@lru_cache(maxsize=1)
+def _compiled_recursion() -> Callable[..., None] | None:
+    """``_recursion_loops`` compiled by numba (cached on disk), or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.njit(cache=True, nogil=True)(_recursion_loops)
 
 
 _GATE_SUPPORT = 0.25
 """Smoothed-mask value a bin above the gate threshold needs to be kept at full gain."""
 
 
-def _triangle(n: int, device: torch.device) -> Tensor:
-    """Normalised triangular window of odd length 2n+1 (n >= 0)."""
-    w = torch.cat([torch.arange(1, n + 2), torch.arange(n, 0, -1)]).to(device, torch.float32)
-    return w / w.sum()
+def _box_sum(x: Tensor, width: int, dim: int) -> Tensor:
+    """Sums of ``width`` consecutive entries along ``dim`` (length shrinks by width - 1).
+
+    Sums of 1, 2, 4, ... entries by doubling, then the binary digits of ``width`` added up:
+    log2(width) + popcount(width) shifted adds instead of ``width``.
+    """
+    spans = {1: x}
+    cur, span = x, 1
+    while 2 * span <= width:
+        size = cur.shape[dim] - span
+        cur = cur.narrow(dim, 0, size) + cur.narrow(dim, span, size)
+        span *= 2
+        spans[span] = cur
+    out_len = x.shape[dim] - width + 1
+    out, offset = None, 0
+    for span in sorted(spans, reverse=True):
+        if width - offset >= span:
+            part = spans[span].narrow(dim, offset, out_len)
+            out = part if out is None else out + part
+            offset += span
+    return out  # type: ignore[return-value]
+
+
+def _replicate(x: Tensor, before: int, after: int, dim: int) -> Tensor:
+    """Pad ``dim`` by repeating the edge entries (works for integer dtypes, unlike F.pad)."""
+    if before == 0 and after == 0:
+        return x
+    first, last = x.narrow(dim, 0, 1), x.narrow(dim, x.shape[dim] - 1, 1)
+    sizes = list(x.shape)
+    pieces = []
+    if before:
+        sizes[dim] = before
+        pieces.append(first.expand(sizes))
+    pieces.append(x)
+    if after:
+        sizes[dim] = after
+        pieces.append(last.expand(sizes))
+    return torch.cat(pieces, dim=dim)
 
 
 @cpu_chunked("threshold_db", "prop_decrease")
@@ -185,6 +272,10 @@ def spectral_gating(
     ``N`` is the shared minimum-statistics track, which for stationary noise is noisereduce's
     stationary per-frequency threshold.
 
+    The triangle of 2n+1 taps is a box of n+1 convolved with itself, and the mask is 0/1, so the
+    smoothing is four box sums of small integers (int16, exact; ~10x faster than two float
+    convolutions) and the quarter-support test is an exact integer comparison.
+
     Args:
         threshold_db: >= 0, margin over the noise power (6 dB ~ noisereduce's 1.5 std in dB).
         prop_decrease: in [0, 1], how much of the gated energy is removed (1 = all).
@@ -198,30 +289,32 @@ def spectral_gating(
         raise ValueError("freq_smooth_hz and time_smooth_ms must be >= 0")
     cfg, spec, power, noise = _analyse(x, sample_rate)
     limit = noise * _column([10.0 ** (v / 10.0) for v in thr], power)
-    mask = (power > limit).to(torch.float32)
+    mask = (power > limit).to(torch.int16)  # (B, C, N, F)
     n_f = int(freq_smooth_hz / (sample_rate / cfg.n_fft) / 2)
     n_t = int(time_smooth_ms / 1000.0 * cfg.frame_rate(sample_rate) / 2)
-    bc, f, n = mask.shape[0] * mask.shape[1], mask.shape[2], mask.shape[3]
-    flat = F.pad(mask.reshape(1, bc, f, n), (n_t, n_t, n_f, n_f), mode="replicate")
-    # the triangular 2-D kernel is separable (frequency pass, then time pass); depthwise
-    # convolutions (one group per channel) are several times faster than 1-channel ones on CPU
-    k_f = _triangle(n_f, x.device).view(1, 1, -1, 1).expand(bc, 1, -1, 1)
-    k_t = _triangle(n_t, x.device).view(1, 1, 1, -1).expand(bc, 1, 1, -1)
-    flat = F.conv2d(flat, k_f, groups=bc)
-    smooth = F.conv2d(flat, k_t, groups=bc).reshape(mask.shape)
+    norm = (n_f + 1) ** 2 * (n_t + 1) ** 2  # sum of the (unnormalised) 2-D triangle
+    if norm > 32767:
+        raise ValueError("freq_smooth_hz x time_smooth_ms too large for the int16 mask sums")
+    count = _replicate(_replicate(mask, n_f, n_f, -1), n_t, n_t, -2)
+    count = _box_sum(_box_sum(count, n_f + 1, -1), n_f + 1, -1)
+    count = _box_sum(_box_sum(count, n_t + 1, -2), n_t + 1, -2)  # = norm * smoothed mask
     # Bins above the threshold keep gain 1 when their neighbourhood supports them (smoothing alone
     # would halve narrow harmonics); isolated noise peaks only get the smoothed value.
-    keep = mask * (smooth > _GATE_SUPPORT).to(mask.dtype)
-    smooth = torch.maximum(keep, smooth)
-    gain = 1.0 - _column(prop, power) * (1.0 - smooth)
-    return istft(spec * gain.clamp(0.0, 1.0), cfg, x.shape[-1]).to(x.dtype)
+    keep = mask * (count - int(_GATE_SUPPORT * norm)).clamp(0, 1)  # smooth > support, exactly
+    count = count + keep * (norm - count)  # kept bins: the full count (gain 1)
+    p = _column(prop, power)
+    gain = count.to(torch.float32) * (p / norm) + (1.0 - p)  # 1 - p * (1 - smooth)
+    return istft_frames(spec * gain.clamp(0.0, 1.0), cfg, x.shape[-1]).to(x.dtype)
 
+
+_MEDIAN_STEP = 8
+"""Frame step of the noise track's median in :func:`wavelet_denoise`."""
 
 WAVELET = "sym8"
 """Wavelet of :func:`wavelet_denoise` (orthogonal, near-symmetric, 16 taps)."""
 
 
-@cpu_chunked("threshold_scale")
+@cpu_chunked("threshold_scale", parallel_items=True)  # pywt: one thread per item
 def wavelet_denoise(
     x: Tensor,
     sample_rate: int,
@@ -254,7 +347,10 @@ def wavelet_denoise(
         return x.clone()
     cfg, _, _, noise = _analyse(x, sample_rate)
     window_energy = float(cfg.window(torch.device("cpu"), torch.float32).square().sum())
-    psd = noise.median(dim=-1).values / window_energy  # (B, C, F): per-sample noise variance
+    # (B, C, F) per-sample noise variance: the track's median over time. The track is a running
+    # minimum over 2 s, nearly constant from frame to frame, so the median of every 8th frame
+    # (64 ms apart) is the same level at 1/8 of the cost (a median over 1250 frames: ~4 ms)
+    psd = noise[..., ::_MEDIAN_STEP, :].median(dim=-2).values / window_energy
     freqs = torch.linspace(0.0, sample_rate / 2.0, cfg.n_freq, device=x.device)
     rows = x.detach().reshape(b * c, t).to("cpu", torch.float64).numpy()
     coeffs = pywt.wavedec(rows, wavelet, mode="periodization", level=depth, axis=-1)
@@ -271,9 +367,9 @@ def wavelet_denoise(
         win = max(1, int(round(local_window_s * sample_rate / 2.0**j)))
         win += 1 - win % 2
         energy = moving_mean(d.square(), win)
-        sigma_x = (energy - sigma2).clamp_min(0.0).sqrt()
-        thr = scale_rows * sigma2 / sigma_x.clamp_min(1e-12)
-        shrunk = torch.sign(d) * (d.abs() - thr).clamp_min(0.0)
-        out.append(shrunk.numpy())
+        # T = scale * sigma2 / sigma_x, sigma_x = sqrt(max(energy - sigma2, 0)) (>= 1e-12)
+        thr = (energy - sigma2).clamp_min(1e-24).rsqrt_().mul_(scale_rows * sigma2)
+        # soft threshold sign(d) * max(|d| - T, 0), written as d - clip(d, -T, T) (same values)
+        out.append((d - torch.clamp(d, min=-thr, max=thr)).numpy())
     y = pywt.waverec(out, wavelet, mode="periodization", axis=-1)[..., :t]
     return torch.from_numpy(np.ascontiguousarray(y)).to(x.device, x.dtype).reshape(b, c, t)

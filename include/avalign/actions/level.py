@@ -198,7 +198,7 @@ def limit_true_peak(x: Tensor, sample_rate: int, ceiling_db: ParamLike = -1.0) -
     return y * scale.view(-1, 1, 1)
 
 
-@cpu_chunked("target_lufs", "peak_ceiling_db")
+@cpu_chunked("target_lufs", "peak_ceiling_db", parallel_items=True)  # scipy sosfilt
 def volume_adjust(
     x: Tensor,
     sample_rate: int,

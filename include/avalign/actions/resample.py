@@ -130,6 +130,23 @@ def as_small_fraction(step: float) -> tuple[int, int] | None:
     return p, q
 
 
+def nearest_fraction(value: float, tolerance: float, max_term: int) -> tuple[int, int] | None:
+    """(p, q) with |p / q / value - 1| <= ``tolerance`` and p, q <= ``max_term``, the smallest
+    such q (the cheapest polyphase kernel); None when no fraction is that close.
+
+    For a pitch ratio 2^(s/12), a tolerance of 0.1 cent and terms up to 512 find a fraction for
+    all but 10 of the 481 tenth-semitone steps in [-24, 24] (+2 semitones: 55/49, 0.02 cent).
+    """
+    if not value > 0 or tolerance < 0 or max_term < 1:
+        raise ValueError(f"need value > 0, tolerance >= 0, max_term >= 1; got {value}, "
+                         f"{tolerance}, {max_term}")
+    for q in range(1, max_term + 1):
+        p = round(value * q)
+        if 1 <= p <= max_term and abs(p / q / value - 1.0) <= tolerance:
+            return p, q
+    return None
+
+
 @lru_cache(maxsize=32)
 def _polyphase_kernel(p: int, q: int, cutoff: float) -> tuple[Tensor, int]:
     """(q, 1, 2K + p - 1) float64 conv1d weights and K for reading x at n * p / q.
@@ -141,12 +158,13 @@ def _polyphase_kernel(p: int, q: int, cutoff: float) -> tuple[Tensor, int]:
     """
     half_width = ZERO_CROSSINGS / cutoff
     k = int(math.ceil(half_width))
-    weights = torch.zeros(q, 1, 2 * k + p - 1, dtype=torch.float64)
-    j = torch.arange(2 * k, dtype=torch.float64)
-    for r in range(q):
-        a, rem = divmod(r * p, q)
-        weights[r, 0, a : a + 2 * k] = _kernel(rem / q + (k - 1) - j, cutoff, half_width)
-    return weights, k
+    r = torch.arange(q, dtype=torch.int64)
+    offset, rem = (r * p) // q, (r * p) % q
+    j = torch.arange(2 * k, dtype=torch.int64)
+    taps = _kernel(rem[:, None].double() / q + (k - 1) - j[None, :].double(), cutoff, half_width)
+    weights = torch.zeros(q, 2 * k + p - 1, dtype=torch.float64)
+    weights.scatter_(1, offset[:, None] + j[None, :], taps)
+    return weights.unsqueeze(1), k
 
 
 def interpolate_rational(x: Tensor, p: int, q: int, n_out: int, cutoff: float = 1.0) -> Tensor:
