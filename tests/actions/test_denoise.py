@@ -109,3 +109,45 @@ def test_gating_box_sums_are_the_triangular_smoothing() -> None:
     padded = F.pad(mask.double().reshape(2, 1, 60, 40), (n_f, n_f, n_t, n_t), mode="replicate")
     reference = F.conv2d(padded, kernel[None, None])
     assert torch.equal(counts.double(), reference)
+
+
+def test_wiener_fused_kernel_matches_vectorised_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    if denoise._compiled_wiener() is None:
+        pytest.skip("numba not installed: only the vectorised path runs")
+    x = add_white_noise(speech_like(2.0).repeat(2, 1, 1), 5.0)
+    fused = denoise.wiener_filter(x, SR, alpha=[0.9, 0.8], min_prior_snr_db=[-25.0, -15.0])
+    monkeypatch.setattr(denoise, "_compiled_wiener", lambda: None)
+    plain = denoise.wiener_filter(x, SR, alpha=[0.9, 0.8], min_prior_snr_db=[-25.0, -15.0])
+    assert torch.allclose(fused, plain, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("n", [16 * 32, 3 * 2**9])
+def test_periodic_dwt_round_trips_and_numpy_matches_compiled(
+    n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = np.random.default_rng(1).standard_normal((3, n)).astype(np.float32)
+    approx, details = denoise.periodic_wavedec(rows, 5)
+    assert [d.shape[1] for d in details] == [n // 2**j for j in range(1, 6)]
+    energy = (approx**2).sum() + sum((d**2).sum() for d in details)
+    assert np.isclose(energy, (rows**2).sum(), rtol=1e-5)  # orthogonal
+    assert np.allclose(denoise.periodic_waverec(approx, details), rows, atol=1e-5)
+    monkeypatch.setattr(denoise, "_compiled_dwt", lambda: None)
+    approx_np, details_np = denoise.periodic_wavedec(rows, 5)
+    assert np.allclose(approx_np, approx, atol=1e-5)
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(details_np, details, strict=True))
+    assert np.allclose(denoise.periodic_waverec(approx, details), rows, atol=1e-5)
+
+
+def test_wavelet_scale_zero_is_identity() -> None:
+    x = add_white_noise(speech_like(1.0), 10.0)[None]
+    assert torch.allclose(denoise.wavelet_denoise(x, SR, threshold_scale=0.0), x, atol=1e-5)
+
+
+def test_wavelet_noise_psd_matches_the_full_track_median() -> None:
+    x = add_white_noise(speech_like(4.0), 5.0)[None]
+    cfg, spec, power, noise = denoise._analyse(x, SR)
+    window_energy = float(cfg.window(torch.device("cpu"), torch.float32).square().sum())
+    full = noise.median(dim=-2).values / window_energy
+    _, fast = denoise._stationary_band_psd(x, SR)
+    ratio_db = 10 * torch.log10(fast.mean(-1) / full.mean(-1))
+    assert float(ratio_db.abs().max()) < 0.5

@@ -37,3 +37,15 @@ def test_running_min_matches_sliding_min_along_any_dim(n: int, width: int) -> No
     assert torch.equal(running_min(frames, width, dim=-2), reference)
     with pytest.raises(ValueError, match="width"):
         running_min(x, 4)
+
+
+@pytest.mark.parametrize("width", [3, 7, 251, 2001])
+def test_compiled_running_min_matches_torch(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from avalign.actions import _filters
+
+    if _filters._compiled_running_min() is None:
+        pytest.skip("numba not installed")
+    x = torch.rand(2, 1, 300, 17, generator=torch.Generator().manual_seed(3))
+    compiled = running_min(x, width, dim=-2)
+    monkeypatch.setattr(_filters, "_compiled_running_min", lambda: None)
+    assert torch.equal(compiled, running_min(x, width, dim=-2))

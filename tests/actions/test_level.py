@@ -56,3 +56,14 @@ def test_bad_targets() -> None:
         volume_adjust(torch.zeros(1, 1, 100), SR, -23.0, 3.0)
     with pytest.raises(ValueError, match="target_lufs"):
         volume_adjust(torch.zeros(1, 1, 100), SR, float("inf"))
+
+
+def test_true_peak_above_a_floor_is_exact_where_it_matters() -> None:
+    from avalign.actions.level import _true_peak_above
+
+    x = speech_like(2.0).repeat(3, 1, 1) * torch.tensor([0.2, 0.5, 1.0]).view(-1, 1, 1)
+    exact = true_peak(x)
+    floor = torch.full((3,), float(exact[1]) * 0.99)
+    above = _true_peak_above(x, floor)
+    assert torch.equal(above[1:], exact[1:])  # above the floor: exact
+    assert float(above[0]) <= float(floor[0])  # below it: no more than the floor

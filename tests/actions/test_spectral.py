@@ -64,3 +64,18 @@ def test_envelope_from_cached_pieces_is_the_overlap_added_window(frames: int) ->
         square = torch.hann_window(n_fft, periodic=True, dtype=torch.float64).square()
         reference = overlap_add(square.expand(1, frames, n_fft), hop)[0]
         assert torch.allclose(_envelope(n_fft, hop, frames), reference, atol=1e-12)
+
+
+@pytest.mark.parametrize("t", [1, 300, 16001])
+def test_compiled_synthesis_matches_torch_overlap_add(
+    t: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from avalign.actions import spectral
+
+    if spectral._compiled_synthesis() is None:
+        pytest.skip("numba not installed")
+    cfg = stft_config(16000)
+    spec = stft_frames(torch.randn(2, 1, t, generator=torch.Generator().manual_seed(2)), cfg)
+    compiled = istft_frames(spec, cfg, t + 40)
+    monkeypatch.setattr(spectral, "_compiled_synthesis", lambda: None)
+    assert torch.allclose(compiled, istft_frames(spec, cfg, t + 40), atol=1e-6, rtol=0)

@@ -8,8 +8,8 @@ gain, which is the comparison the planner is choosing between:
   (Berouti et al. 1979);
 - :func:`wiener_filter`: Wiener gain with the decision-directed a-priori SNR (Ephraim & Malah
   1984), the classic low-musical-noise estimator;
-- :func:`wavelet_denoise`: soft thresholding of DWT detail coefficients (pywt), threshold per
-  level from the noise PSD in that level's band and a local BayesShrink rule;
+- :func:`wavelet_denoise`: a local Wiener gain on DWT detail coefficients (sym8, periodic), noise
+  variance per level from the noise PSD in that level's band;
 - :func:`spectral_gating`: a binary "above the noise threshold" mask smoothed over time and
   frequency (the noisereduce recipe).
 
@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 
 from ._checks import ParamLike, check_batch, check_sample_rate, cpu_chunked, per_item
-from ._filters import moving_mean
-from .noise import noise_frames
+from ._filters import moving_mean, running_min
+from .noise import minimum_bias, noise_frames, smooth_frames, window_frames
 from .spectral import StftConfig, istft_frames, stft_config, stft_frames
 
 _EPS = 1e-12
@@ -57,9 +57,39 @@ def _analyse(x: Tensor, sample_rate: int) -> tuple[StftConfig, Tensor, Tensor, T
     """Time-major STFT (B, C, N, F), its power and the shared noise track of a (B, C, T) batch."""
     cfg = stft_config(sample_rate)
     spec = stft_frames(x.float(), cfg)
-    power = spec.real.square() + spec.imag.square()
+    power = _power(spec)
     noise = noise_frames(power, cfg.frame_rate(sample_rate), NOISE_WINDOW_S)
     return cfg, spec, power, noise
+
+
+def _power(spec: Tensor) -> Tensor:
+    """|spec|^2 of a complex64 tensor: compiled on CPU when numba is present (one pass over
+    the interleaved parts; the two strided squares and the sum took ~0.7 ms for 10 s)."""
+    kernel = _compiled_power() if spec.device.type == "cpu" else None
+    if kernel is None or spec.dtype != torch.complex64 or not spec.is_contiguous():
+        return spec.real.square() + spec.imag.square()
+    parts = torch.view_as_real(spec)
+    out = torch.empty(spec.shape, dtype=torch.float32)
+    kernel(parts.reshape(-1, 2).numpy(), out.reshape(-1).numpy())
+    return out
+
+
+def _power_loops(parts, out):  # type: ignore[no-untyped-def]
+    """out[i] = re^2 + im^2 over (M, 2) interleaved complex parts, for numba."""
+    for i in range(out.shape[0]):
+        re = parts[i, 0]
+        im = parts[i, 1]
+        out[i] = re * re + im * im
+
+
+@lru_cache(maxsize=1)
+def _compiled_power() -> Callable[..., None] | None:
+    """``_power_loops`` compiled by numba (cached on disk), or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(_power_loops)
 
 
 @cpu_chunked("over_subtraction", "floor")
@@ -105,7 +135,8 @@ def wiener_filter(
     estimate lags one frame behind the signal (onsets are cut, decays keep noise), so a second,
     lag-free a-priori SNR xi' = G_n^2 * gamma_n is formed from the first gain and the final gain
     is xi' / (1 + xi'), still a Wiener gain. On the bench it added 0.1-0.7 dB of SI-SDR on every
-    band (most at low SNR) at the cost of two vectorised passes.
+    band (most at low SNR) at the cost of two vectorised passes. On CPU with numba, the gain
+    (both steps) is one compiled pass that also scales the spectrum (:func:`_wiener_apply_fused`).
 
     Args:
         alpha: weight of the previous frame's estimate in [0, 1). 0.98 is the classic value for
@@ -119,6 +150,10 @@ def wiener_filter(
     al = per_item(alpha, b, "alpha", minimum=0.0, maximum=0.9999)
     floor_db = per_item(min_prior_snr_db, b, "min_prior_snr_db", maximum=0.0)
     cfg, spec, power, noise = _analyse(x, sample_rate)
+    fused = _compiled_wiener() if power.device.type == "cpu" else None
+    if fused is not None:
+        _wiener_apply_fused(fused, spec, power, noise, al, floor_db)  # spec *= gains, in place
+        return istft_frames(spec, cfg, x.shape[-1]).to(x.dtype)
     noise = noise.clamp_min(_EPS)
     alpha_t = _column(al, power)
     xi_min = _column([10.0 ** (v / 10.0) for v in floor_db], power)  # (B, 1, 1, 1)
@@ -149,6 +184,88 @@ def wiener_filter(
     return istft_frames(spec * refined, cfg, x.shape[-1]).to(x.dtype)
 
 
+def _wiener_apply_fused(
+    kernel: Callable[..., None],
+    spec: Tensor,
+    power: Tensor,
+    noise: Tensor,
+    alpha: list[float],
+    floor_db: list[float],
+) -> None:
+    """Multiply the (B, C, N, F) complex ``spec`` in place by :func:`wiener_filter`'s final
+    (TSNR) gains, computed by one compiled pass per row.
+
+    The vectorised path spends ~4 ms of a 10 s clip on a dozen full-size temporaries (gamma,
+    the two DD terms, their time-major copies, the refined gain, the complex product); the
+    recursion has to visit every bin in order anyway, so the kernel does all of it there,
+    reading power and noise once and scaling the spectrum in place (~0.8 ms). Same formulas in
+    float32, compiled with fastmath (reassociation, vectorised division): within 1e-5 of the
+    vectorised path (tests/actions/test_denoise.py).
+    """
+    b, c, n, f = power.shape
+    rows_s = torch.view_as_real(spec).reshape(b * c, n, f, 2).numpy()  # a view: writes go to spec
+    rows_p = power.reshape(b * c, n, f).contiguous().numpy()
+    rows_n = noise.reshape(b * c, n, f).contiguous().numpy()
+    al = np.repeat(np.asarray(alpha, dtype=np.float32), c)
+    xi_min = np.repeat(np.asarray([10.0 ** (v / 10.0) for v in floor_db], dtype=np.float32), c)
+    kernel(rows_s, rows_p, rows_n, al, xi_min, np.float32(_EPS))
+
+
+def _wiener_loops(spec, power, noise, alpha, xi_min, eps):  # type: ignore[no-untyped-def]
+    """:func:`wiener_filter`'s gain per row, frame and bin as loops, for numba to compile;
+    multiplies ``spec`` ((rows, N, F, 2): real and imaginary parts) by it.
+
+    Written so that LLVM vectorises the loop over bins (no branch on the frame inside it,
+    comparisons instead of ``max``, and numpy's error model: no zero-division checks), which
+    took it from 1.8 to 0.8 ms for a 10 s clip: it is bound by the three divisions per bin.
+    """
+    rows, frames, bins = power.shape
+    square = np.zeros(bins, dtype=np.float32)  # G_{n-1}^2
+    gains = np.empty(bins, dtype=np.float32)
+    silent = np.zeros(bins, dtype=np.float32)  # the frame before the first
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for r in range(rows):
+        a = alpha[r]
+        keep = one - a
+        lower = xi_min[r]
+        square[:] = zero
+        for k in range(frames):
+            prev = power[r, k - 1] if k > 0 else silent
+            cur = power[r, k]
+            level = noise[r, k]
+            for f in range(bins):
+                nz = level[f]
+                nz = nz if nz > eps else eps
+                inv = one / nz
+                gamma = cur[f] * inv  # a-posteriori SNR
+                excess = gamma - one
+                excess = excess if excess > zero else zero
+                # decision-directed a-priori SNR, floored
+                xi = a * prev[f] * inv * square[f] + keep * excess
+                xi = xi if xi > lower else lower
+                g = xi / (xi + one)
+                g2 = g * g
+                square[f] = g2
+                refined = g2 * gamma  # TSNR: lag-free a-priori SNR
+                refined = refined if refined > lower else lower
+                gains[f] = refined / (refined + one)
+            row = spec[r, k]
+            for f in range(bins):
+                row[f, 0] *= gains[f]
+                row[f, 1] *= gains[f]
+
+
+@lru_cache(maxsize=1)
+def _compiled_wiener() -> Callable[..., None] | None:
+    """``_wiener_loops`` compiled by numba (cached on disk), or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")(_wiener_loops)
+
+
 def _decision_directed_cpu(prior_weight: Tensor, ml_term: Tensor, floor: Tensor) -> Tensor:
     """The Wiener gain recursion of :func:`wiener_filter` over (N, B, C, F) time-major arrays.
 
@@ -157,7 +274,9 @@ def _decision_directed_cpu(prior_weight: Tensor, ml_term: Tensor, floor: Tensor)
     few hundred bins (~15 ms for a 10 s clip's 1250 frames); numpy ufuncs ~0.5 us (~4.5 ms);
     the same loop compiled by numba (a dependency of librosa, so normally installed; compiled
     once and cached) ~0.6 ms, which also keeps the serial part of a 2-thread batch small.
-    Without numba the numpy loop runs; both give the same float32 arithmetic.
+    Without numba the numpy loop runs; both give the same float32 arithmetic. (With numba,
+    :func:`wiener_filter` on CPU takes the fused kernel of :func:`_wiener_apply_fused` instead,
+    so this runs for the vectorised path only, i.e. without numba.)
     """
     n, shape = ml_term.shape[0], ml_term.shape
     pw = np.ascontiguousarray(prior_weight.reshape(n, -1).numpy())
@@ -314,26 +433,66 @@ WAVELET = "sym8"
 """Wavelet of :func:`wavelet_denoise` (orthogonal, near-symmetric, 16 taps)."""
 
 
+def _stationary_band_psd(x: Tensor, sample_rate: int) -> tuple[StftConfig, Tensor]:
+    """(B, C, F) per-sample noise variance per STFT bin: the median over time of the shared
+    minimum-statistics track (``noise.noise_frames`` with ``NOISE_WINDOW_S``).
+
+    Only the median of the track is needed, and the track is a running minimum over 2 s,
+    nearly constant from frame to frame, so it is read every ``_MEDIAN_STEP`` frames (64 ms):
+    minima over blocks of that many smoothed frames, then the running minimum over the blocks
+    (the window rounded to whole blocks). On the bench clips the band means (what the DWT levels
+    use) are within 0.35 dB of the full track's median (single bins within 1.5 dB, the mean
+    over bins within 0.04 dB), at ~0.7 of its cost (3.0 instead of 4.3 ms for a 10 s clip,
+    STFT included); the wavelet SI-SDR moved by <= 0.02 dB.
+    """
+    cfg = stft_config(sample_rate)
+    spec = stft_frames(x.float(), cfg)
+    smoothed = smooth_frames(spec.real.square() + spec.imag.square())  # (B, C, N, F)
+    n = smoothed.shape[-2]
+    d = window_frames(cfg.frame_rate(sample_rate), NOISE_WINDOW_S)
+    if d >= 2 * n - 1 or n < 2 * _MEDIAN_STEP:
+        minimum = smoothed.amin(dim=-2)
+        effective = min(d, n)
+    else:
+        blocks = n // _MEDIAN_STEP
+        lead = smoothed.shape[:-2]
+        block_min = smoothed[..., : blocks * _MEDIAN_STEP, :]
+        block_min = block_min.reshape(*lead, blocks, _MEDIAN_STEP, -1).amin(dim=-2)
+        width = max(1, round(d / _MEDIAN_STEP))
+        width += 1 - width % 2
+        width = min(width, 2 * blocks - 1)
+        minimum = running_min(block_min, width, dim=-2).median(dim=-2).values
+        effective = d
+    window_energy = float(cfg.window(torch.device("cpu"), torch.float32).square().sum())
+    return cfg, minimum * (minimum_bias(effective) / window_energy)
+
+
 @cpu_chunked("threshold_scale", parallel_items=True)  # pywt: one thread per item
 def wavelet_denoise(
     x: Tensor,
     sample_rate: int,
     threshold_scale: ParamLike = 1.0,
-    levels: int = 6,
+    levels: int = 8,
     local_window_s: float = 0.064,
 ) -> Tensor:
-    """Soft-threshold DWT detail coefficients with a local BayesShrink threshold.
+    """Shrink DWT detail coefficients with a local Wiener gain (LAWML, Mihcak et al. 1999).
 
-    Level j (1 = finest) covers [sr / 2^(j+1), sr / 2^j]; its noise standard deviation sigma_j
-    comes from the shared noise PSD averaged over that band (for white noise every level gets the
+    Level j (1 = finest) covers [sr / 2^(j+1), sr / 2^j]; its noise variance sigma_j^2 comes
+    from the shared noise PSD averaged over that band (for white noise every level gets the
     same sigma, which is what the classical MAD-of-finest-level rule assumes; coloured noise gets
-    a per-level value). Threshold ``T = scale * sigma_j^2 / sigma_x`` with sigma_x the local
-    signal standard deviation (coefficient energy over ``local_window_s`` minus the noise), so
-    loud passages are barely touched and noise-only stretches are cleared.
+    a per-level value). Each coefficient is multiplied by ``s_x^2 / (s_x^2 + scale * sigma_j^2)``
+    with s_x^2 = max(E - sigma_j^2, 0) the local signal variance (E: mean coefficient energy over
+    ``local_window_s``), so loud passages are barely touched and noise-only stretches are
+    cleared. On the bench clips (white noise, -5 to 20 dB) this gain beat the local BayesShrink
+    soft threshold by +0.2 dB at -5 dB and was within 0.2 dB elsewhere; depth 8 (approximation
+    below 31 Hz at 16 kHz) instead of 6 added +0.8 dB at -5 dB, +0.5 dB at 0 dB (the 31-125 Hz
+    octaves carry voice and drum energy and, left in the approximation, all of their noise).
 
     Args:
-        threshold_scale: >= 0 multiplier of the BayesShrink threshold (0 = no change).
+        threshold_scale: >= 0 multiplier of the noise variance in the gain (0 = no change,
+            > 1 = stronger suppression).
         levels: DWT depth (>= 1; reduced to what the clip length allows).
+        local_window_s: length of the local energy window.
     """
     check_batch(x)
     sample_rate = check_sample_rate(sample_rate)
@@ -341,35 +500,174 @@ def wavelet_denoise(
     scale = per_item(threshold_scale, b, "threshold_scale", minimum=0.0)
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
         raise ValueError(f"levels must be an integer >= 1, got {levels!r}")
-    wavelet = pywt.Wavelet(WAVELET)
-    depth = min(levels, pywt.dwt_max_level(t, wavelet.dec_len))
+    depth = min(levels, pywt.dwt_max_level(t, pywt.Wavelet(WAVELET).dec_len))
     if depth < 1:
         return x.clone()
-    cfg, _, _, noise = _analyse(x, sample_rate)
-    window_energy = float(cfg.window(torch.device("cpu"), torch.float32).square().sum())
-    # (B, C, F) per-sample noise variance: the track's median over time. The track is a running
-    # minimum over 2 s, nearly constant from frame to frame, so the median of every 8th frame
-    # (64 ms apart) is the same level at 1/8 of the cost (a median over 1250 frames: ~4 ms)
-    psd = noise[..., ::_MEDIAN_STEP, :].median(dim=-2).values / window_energy
+    cfg, psd = _stationary_band_psd(x, sample_rate)
     freqs = torch.linspace(0.0, sample_rate / 2.0, cfg.n_freq, device=x.device)
-    rows = x.detach().reshape(b * c, t).to("cpu", torch.float64).numpy()
-    coeffs = pywt.wavedec(rows, wavelet, mode="periodization", level=depth, axis=-1)
-    scale_rows = torch.tensor(scale, dtype=torch.float64).repeat_interleave(c).view(-1, 1)
-    out = [coeffs[0]]
-    for i, detail in enumerate(coeffs[1:]):
-        j = depth - i  # level of this detail band (coeffs run coarse -> fine)
+    # periodic DWT of length padded to a multiple of 2^depth (zeros), so every level halves
+    size = -(-t // 2**depth) * 2**depth
+    rows = np.zeros((b * c, size), dtype=np.float32)
+    rows[:, :t] = x.detach().reshape(b * c, t).to("cpu", torch.float32).numpy()
+    approx, details = periodic_wavedec(rows, depth)  # details fine -> coarse
+    scale_rows = torch.tensor(scale, dtype=torch.float32).repeat_interleave(c).view(-1, 1)
+    out = []
+    for i, detail in enumerate(details):
+        j = i + 1  # level of this detail band
         lo, hi = sample_rate / 2.0 ** (j + 1), sample_rate / 2.0**j
         band = (freqs >= lo) & (freqs <= hi)
         if not bool(band.any()):  # band narrower than a bin: take the nearest bin
             band = (freqs - (lo + hi) / 2).abs() == (freqs - (lo + hi) / 2).abs().min()
-        sigma2 = psd[..., band].mean(dim=-1).reshape(b * c, 1).to("cpu", torch.float64)
+        sigma2 = psd[..., band].mean(dim=-1).reshape(b * c, 1).to("cpu", torch.float32)
         d = torch.from_numpy(detail)
         win = max(1, int(round(local_window_s * sample_rate / 2.0**j)))
         win += 1 - win % 2
-        energy = moving_mean(d.square(), win)
-        # T = scale * sigma2 / sigma_x, sigma_x = sqrt(max(energy - sigma2, 0)) (>= 1e-12)
-        thr = (energy - sigma2).clamp_min(1e-24).rsqrt_().mul_(scale_rows * sigma2)
-        # soft threshold sign(d) * max(|d| - T, 0), written as d - clip(d, -T, T) (same values)
-        out.append((d - torch.clamp(d, min=-thr, max=thr)).numpy())
-    y = pywt.waverec(out, wavelet, mode="periodization", axis=-1)[..., :t]
-    return torch.from_numpy(np.ascontiguousarray(y)).to(x.device, x.dtype).reshape(b, c, t)
+        signal = moving_mean(d.square(), win).sub_(sigma2).clamp_min_(0.0)  # s_x^2
+        noise = scale_rows * sigma2  # (R, 1)
+        shrunk = d * signal / (signal + noise).clamp_min_(1e-30)
+        idle = (noise <= 0).flatten()  # scale 0 or no noise: the gain is 1
+        if bool(idle.any()):
+            shrunk[idle] = d[idle]
+        out.append(shrunk.numpy())
+    y = periodic_waverec(approx, out)[:, :t]
+    return torch.from_numpy(y).to(x.device, x.dtype).reshape(b, c, t)
+
+
+@lru_cache(maxsize=1)
+def _wavelet_filters() -> tuple[np.ndarray, np.ndarray]:
+    """Time-reversed analysis filters (low, high) of ``WAVELET``, float32 (L,) each."""
+    w = pywt.Wavelet(WAVELET)
+    return (np.array(w.dec_lo[::-1], dtype=np.float32), np.array(w.dec_hi[::-1], dtype=np.float32))
+
+
+def periodic_wavedec(rows: np.ndarray, depth: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Periodic orthogonal DWT of float32 (R, N) rows, N a multiple of 2^depth and
+    N / 2^depth >= L - 1 (L = filter length): (approximation, details finest first).
+
+    One level: a[i] = sum_m lo[m] * x[(2i + m - L + 1) mod N], d likewise with hi (lo/hi the
+    time-reversed analysis filters); the transform is orthogonal, :func:`periodic_waverec` is
+    its transpose and inverse. The same sub-bands as ``pywt.wavedec(mode="periodization")``,
+    with another alignment of the coefficients. Compiled by numba when present (~3x faster than
+    pywt, whose C loops do not vectorise: 0.8 + 0.8 ms instead of 2.2 + 1.6 ms for a 10 s clip
+    at 16 kHz and depth 8), else the same sums as numpy slices.
+    """
+    lo, hi = _wavelet_filters()
+    kernels = _compiled_dwt()
+    cur, details = np.ascontiguousarray(rows, dtype=np.float32), []
+    for _ in range(depth):
+        a = np.empty((cur.shape[0], cur.shape[1] // 2), dtype=np.float32)
+        d = np.empty_like(a)
+        (kernels[0] if kernels else _dwt_level_numpy)(cur, lo, hi, a, d)
+        details.append(d)
+        cur = a
+    return cur, details
+
+
+def periodic_waverec(approx: np.ndarray, details: list[np.ndarray]) -> np.ndarray:
+    """Inverse of :func:`periodic_wavedec` (details finest first): float32 (R, N)."""
+    lo, hi = _wavelet_filters()
+    kernels = _compiled_dwt()
+    cur = np.ascontiguousarray(approx, dtype=np.float32)
+    for d in reversed(details):
+        x = np.empty((cur.shape[0], 2 * cur.shape[1]), dtype=np.float32)
+        (kernels[1] if kernels else _idwt_level_numpy)(cur, np.ascontiguousarray(d), lo, hi, x)
+        cur = x
+    return cur
+
+
+def _dwt_level_loops(x, lo, hi, a, d):  # type: ignore[no-untyped-def]
+    """One analysis level as loops (numba): contiguous 16-tap dot products per output."""
+    rows, n = x.shape
+    taps = lo.shape[0]
+    for r in range(rows):
+        for i in range(n // 2):
+            sa = np.float32(0.0)
+            sd = np.float32(0.0)
+            base = 2 * i - (taps - 1)
+            if base >= 0:
+                for m in range(taps):
+                    v = x[r, base + m]
+                    sa += lo[m] * v
+                    sd += hi[m] * v
+            else:  # the first outputs wrap around to the end
+                for m in range(taps):
+                    k = base + m
+                    if k < 0:
+                        k += n
+                    v = x[r, k]
+                    sa += lo[m] * v
+                    sd += hi[m] * v
+            a[r, i] = sa
+            d[r, i] = sd
+
+
+def _idwt_level_loops(a, d, lo, hi, x):  # type: ignore[no-untyped-def]
+    """One synthesis level as loops (numba), in gather form: x[2p] and x[2p + 1] are
+    contiguous dot products of a, d from p (the odd / even filter taps, reversed)."""
+    rows, m = a.shape
+    half = lo.shape[0] // 2
+    even_lo = np.empty(half, np.float32)
+    even_hi = np.empty(half, np.float32)
+    odd_lo = np.empty(half, np.float32)
+    odd_hi = np.empty(half, np.float32)
+    for k in range(half):
+        even_lo[k] = lo[2 * (half - 1 - k) + 1]
+        even_hi[k] = hi[2 * (half - 1 - k) + 1]
+        odd_lo[k] = lo[2 * (half - 1 - k)]
+        odd_hi[k] = hi[2 * (half - 1 - k)]
+    for r in range(rows):
+        for p in range(m):
+            se = np.float32(0.0)
+            so = np.float32(0.0)
+            if p + half < m:
+                for k in range(half):
+                    se += a[r, p + k] * even_lo[k] + d[r, p + k] * even_hi[k]
+                    so += a[r, p + 1 + k] * odd_lo[k] + d[r, p + 1 + k] * odd_hi[k]
+            else:  # the last outputs wrap around to the start
+                for k in range(half):
+                    i = (p + k) % m
+                    j = (p + 1 + k) % m
+                    se += a[r, i] * even_lo[k] + d[r, i] * even_hi[k]
+                    so += a[r, j] * odd_lo[k] + d[r, j] * odd_hi[k]
+            x[r, 2 * p] = se
+            x[r, 2 * p + 1] = so
+
+
+def _dwt_level_numpy(
+    x: np.ndarray, lo: np.ndarray, hi: np.ndarray, a: np.ndarray, d: np.ndarray
+) -> None:
+    """:func:`_dwt_level_loops` as one numpy slice product per tap (same sums, other order)."""
+    taps, n = lo.shape[0], x.shape[1]
+    padded = np.concatenate([x[:, n - (taps - 1) :], x], axis=1)  # padded[k] = x[k - L + 1]
+    a[:] = 0.0
+    d[:] = 0.0
+    for m in range(taps):
+        v = padded[:, m : m + n : 2]
+        a += lo[m] * v
+        d += hi[m] * v
+
+
+def _idwt_level_numpy(
+    a: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray, x: np.ndarray
+) -> None:
+    """:func:`_idwt_level_loops` as numpy slice products (same sums, other order)."""
+    m, half = a.shape[1], lo.shape[0] // 2
+    ap = np.concatenate([a, a[:, :half]], axis=1)
+    dp = np.concatenate([d, d[:, :half]], axis=1)
+    x[:] = 0.0
+    for k in range(half):
+        x[:, 0::2] += ap[:, k : k + m] * lo[2 * (half - 1 - k) + 1]
+        x[:, 0::2] += dp[:, k : k + m] * hi[2 * (half - 1 - k) + 1]
+        x[:, 1::2] += ap[:, k + 1 : k + 1 + m] * lo[2 * (half - 1 - k)]
+        x[:, 1::2] += dp[:, k + 1 : k + 1 + m] * hi[2 * (half - 1 - k)]
+
+
+@lru_cache(maxsize=1)
+def _compiled_dwt() -> tuple[Callable[..., None], Callable[..., None]] | None:
+    """The two DWT level loops compiled by numba (cached on disk), or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    jit = numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+    return jit(_dwt_level_loops), jit(_idwt_level_loops)

@@ -140,7 +140,7 @@ class WienerFilter(Edit):
 class WaveletDenoise(Edit):
     action: ClassVar[str] = "wavelet_denoise"
     threshold_scale: float = 1.0
-    levels: int = 6
+    levels: int = 8
 
     def _apply(self, x: Tensor, sample_rate: int) -> tuple[Tensor, dict[str, list[Any]]]:
         return denoise.wavelet_denoise(x, sample_rate, self.threshold_scale, self.levels), {}

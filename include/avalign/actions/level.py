@@ -131,25 +131,44 @@ def true_peak(x: Tensor) -> Tensor:
     interpolated; the whole signal is oversampled only when more than a quarter qualify.
     """
     check_batch(x)
+    return _true_peak_above(x, None)
+
+
+def _true_peak_above(x: Tensor, floor: Tensor | None) -> Tensor:
+    """:func:`true_peak` where it exceeds ``floor`` (B,), else some value <= max(floor, peak).
+
+    The local bound is taken per block of K samples (K = the kernel's half length, so a point's
+    reach lies inside its block and the two neighbours): three block maxima instead of a sliding
+    maximum, and every sample of a block whose bound beats max(sample peak, floor) is
+    interpolated (a superset of the positions that can matter, so still exact). With a floor
+    (the level the caller cares about, e.g. ceiling / gain) far fewer blocks qualify.
+    """
     b, c, t = x.shape
     rows = x.reshape(b * c, t)
     mag = rows.abs()
     sample_peak = mag.reshape(b, -1).amax(-1)
     kernel, k = _oversample_kernel(OVERSAMPLE)
-    # conv1d in oversample(): phase r of output n reads x[n - k + 1 .. n + k]; a centred window
-    # of 2k + 1 around n covers it
-    local = -sliding_min(-mag, 2 * k + 1) * _overshoot_bound()
-    cand = local > sample_peak.repeat_interleave(c).unsqueeze(-1)
-    if int(cand.sum()) * 4 > cand.numel():
+    n_blocks = -(-t // k)
+    blocks = F.pad(mag, (k, n_blocks * k - t + k)).reshape(b * c, n_blocks + 2, k).amax(-1)
+    local = torch.maximum(torch.maximum(blocks[:, :-2], blocks[:, 1:-1]), blocks[:, 2:])
+    level = sample_peak if floor is None else torch.maximum(sample_peak, floor.to(mag.dtype))
+    cand = local * _overshoot_bound() > level.repeat_interleave(c).unsqueeze(-1)
+    n_cand = int(cand.sum())
+    if n_cand * k * 4 > rows.numel():
         up = oversample(rows, OVERSAMPLE).reshape(b, -1).abs().amax(-1)
         return torch.maximum(up, sample_peak)
-    row_idx, pos = torch.nonzero(cand, as_tuple=True)
-    if row_idx.numel() == 0:
+    if n_cand == 0:
         return sample_peak
-    windows = F.pad(rows, (k - 1, k)).unfold(-1, 2 * k, 1)[row_idx, pos]  # (M, 2k)
-    values = windows @ kernel.to(rows.device, rows.dtype)[:, 0, :].T  # (M, OVERSAMPLE)
+    row_idx, block_idx = torch.nonzero(cand, as_tuple=True)
+    # output n of block i reads x[n - k + 1 .. n + k]: the block reads 3k - 1 samples from
+    # i * k - k + 1, one segment per block, interpolated by a small conv1d
+    pad_right = n_blocks * k - t + k
+    segments = F.pad(rows, (k - 1, pad_right)).unfold(-1, 3 * k - 1, k)[row_idx, block_idx]
+    up = F.conv1d(segments.unsqueeze(1), kernel.to(rows.device, rows.dtype))  # (M, 4, k)
+    valid = (block_idx.unsqueeze(-1) * k + torch.arange(k, device=rows.device)) < t
+    values = (up.abs().amax(1) * valid).amax(-1, keepdim=True)  # (M, 1)
     per_row = torch.zeros(b * c, dtype=rows.dtype, device=rows.device)
-    per_row = per_row.scatter_reduce(0, row_idx, values.abs().amax(-1), "amax")
+    per_row = per_row.scatter_reduce(0, row_idx, values[:, 0], "amax")
     return torch.maximum(per_row.reshape(b, c).amax(-1), sample_peak)
 
 
@@ -236,8 +255,11 @@ def volume_adjust(
     slope = torch.ones_like(goal)  # d(loudness)/d(gain) once the limiter works (<= 1)
     lin = torch.tensor([10.0 ** (c / 20.0) for c in ceilings], dtype=torch.float64)
     # the true peak scales with the gain: items whose gained true peak is under the ceiling
-    # skip the limiter (it would leave them untouched anyway)
-    peak = true_peak(x).to("cpu", torch.float64)
+    # skip the limiter (it would leave them untouched anyway). The gain only grows over the
+    # passes, to at most base * MAX_MAKEUP_DB, so only a true peak above ceiling / that gain
+    # matters: the floor lets _true_peak_above skip every block that cannot reach it.
+    floor = (lin / (base * 10.0 ** (MAX_MAKEUP_DB / 20.0))).to(x.device, x.dtype)
+    peak = _true_peak_above(x, floor).to("cpu", torch.float64)
     y, prev_extra, prev_reached = x, None, None
     for _ in range(LOUDNESS_PASSES):
         gain = base * 10.0 ** (extra / 20.0)

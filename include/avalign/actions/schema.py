@@ -67,8 +67,8 @@ ACTION_SCHEMAS: dict[str, dict[str, ParamSpec]] = {
         ),
     },
     "wavelet_denoise": {
-        "threshold_scale": _f(0.25, 4.0, 1.0, "x", "multiplier of the BayesShrink threshold"),
-        "levels": ParamSpec(int, 1, 8, 6, "levels", "DWT depth (sym8)"),
+        "threshold_scale": _f(0.25, 4.0, 1.0, "x", "noise-variance multiplier of the shrinkage"),
+        "levels": ParamSpec(int, 1, 8, 8, "levels", "DWT depth (sym8)"),
     },
     "spectral_gating": {
         "threshold_db": _f(

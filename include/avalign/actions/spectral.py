@@ -12,7 +12,8 @@ themselves run on contiguous memory). ``stft`` is ``stft_frames`` transposed (a 
 ``torch.stft(center=True, pad_mode="reflect")`` bit for bit. The inverse is a plain irfft plus an
 overlap-add of n_fft / hop shifted blocks and a division by the window-square envelope,
 which is what ``torch.istft`` computes, 4-6x faster on CPU (its overlap-add goes through a
-generic ``unfold_backward``).
+generic ``unfold_backward``); on CPU float32 with numba installed, window, overlap-add and
+envelope division are one compiled pass after the irfft.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -113,6 +115,9 @@ def istft_frames(spec: Tensor, cfg: StftConfig, length: int) -> Tensor:
     lead, n = spec.shape[:-2], spec.shape[-2]
     flat = spec.reshape(-1, n, spec.shape[-1])
     real_dtype = torch.float64 if flat.dtype == torch.complex128 else torch.float32
+    kernel = _compiled_synthesis() if flat.device.type == "cpu" else None
+    if kernel is not None and real_dtype == torch.float32 and cfg.n_fft % cfg.hop == 0:
+        return _synthesis_compiled(kernel, torch.fft.irfft(flat, cfg.n_fft), cfg, length, lead)
     frames = torch.fft.irfft(flat, cfg.n_fft) * cfg.window(flat.device, real_dtype)
     y = overlap_add(frames, cfg.hop)
     start = cfg.n_fft // 2
@@ -122,6 +127,68 @@ def istft_frames(spec: Tensor, cfg: StftConfig, length: int) -> Tensor:
     if out.shape[-1] < length:  # past the last frame: silence, as torch.istft
         out = F.pad(out, (0, length - out.shape[-1]))
     return out.reshape(*lead, length)
+
+
+def _synthesis_compiled(
+    kernel: object, frames: Tensor, cfg: StftConfig, length: int, lead: tuple[int, ...]
+) -> Tensor:
+    """Window, overlap-add and envelope division of (R, N, n_fft) float32 irfft frames in one
+    compiled pass (the torch ops take ~1 ms for a 10 s clip at 16 kHz: a windowed copy of the
+    frames, a zeroed buffer, n_fft / hop strided adds and a division; this ~0.15 ms)."""
+    rows, n = frames.shape[0], frames.shape[1]
+    start = cfg.n_fft // 2
+    stop = min(start + length, (n - 1) * cfg.hop + cfg.n_fft)
+    inverse = _inverse_envelope(cfg.n_fft, cfg.hop, n, start, stop)
+    out = torch.empty(rows, length, dtype=torch.float32)
+    out[:, stop - start :] = 0.0  # past the last frame: silence, as torch.istft
+    window = cfg.window(torch.device("cpu"), torch.float32)
+    rows_np = frames.contiguous().numpy()
+    kernel(rows_np, window.numpy(), inverse.numpy(), cfg.hop, start, out.numpy())  # type: ignore
+    return out.reshape(*lead, length)
+
+
+@lru_cache(maxsize=8)
+def _inverse_envelope(n_fft: int, hop: int, frames: int, start: int, stop: int) -> Tensor:
+    """1 / the window-square envelope over [start, stop), float32 (cached: building it costs
+    ~0.5 ms for 10 s, half the synthesis; a batch or a bench repeats the same length)."""
+    return (1.0 / _envelope(n_fft, hop, frames)[start:stop].clamp_min(1e-11)).float()
+
+
+def _synthesis_loops(frames, window, inverse, hop, start, out):  # type: ignore[no-untyped-def]
+    """out[r, i] = inverse[i] * sum_k frames[r, k, s - k * hop] * window[s - k * hop],
+    s = i + start, over the (n_fft / hop) frames covering s; gathered per hop-long block."""
+    rows, n, size = frames.shape
+    overlap = size // hop
+    m = inverse.shape[0]
+    acc = np.empty(hop, dtype=np.float32)
+    for r in range(rows):
+        first_block = start // hop
+        last_block = (start + m - 1) // hop
+        for q in range(first_block, last_block + 1):  # samples [q * hop, (q + 1) * hop)
+            acc[:] = 0.0
+            for j in range(overlap):
+                k = q - j  # frame k covers block q at offset j * hop
+                if 0 <= k < n:
+                    frame = frames[r, k, j * hop : (j + 1) * hop]
+                    taper = window[j * hop : (j + 1) * hop]
+                    for h in range(hop):
+                        acc[h] += frame[h] * taper[h]
+            base = q * hop - start
+            lo = max(0, -base)
+            hi = min(hop, m - base)
+            row = out[r]
+            for h in range(lo, hi):
+                row[base + h] = acc[h] * inverse[base + h]
+
+
+@lru_cache(maxsize=1)
+def _compiled_synthesis():  # type: ignore[no-untyped-def]
+    """``_synthesis_loops`` compiled by numba (cached on disk), or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")(_synthesis_loops)
 
 
 def istft(spec: Tensor, cfg: StftConfig, length: int) -> Tensor:
