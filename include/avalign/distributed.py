@@ -74,6 +74,10 @@ class DistributedConfig:
         return urlunsplit((driver, parts.netloc, f"/{database}", "", ""))
 
     @property
+    def queue(self) -> str:
+        return f"{self.name}_tasks"
+
+    @property
     def mlflow_tracking_uri(self) -> str:
         return self.database_url(self.mlflow_db, "postgresql+psycopg2")
 
@@ -136,6 +140,8 @@ def profile_env(config: DistributedConfig, api_port: int, jwt_secret: str) -> di
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + config.database_url(config.airflow_db, "postgresql+psycopg2"),
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
         "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+        # One Celery queue per profile: stacks sharing a Redis never take each other's tasks.
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": config.queue,
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
@@ -211,7 +217,8 @@ class Stack:
 
     def start_worker(self, index: int) -> subprocess.Popen:
         proc = self._spawn(f"worker{index}", ["celery", "worker", "--concurrency", "1", "--skip-serve-logs",
-                                              "--celery-hostname", f"worker{index}@%h",
+                                              "--celery-hostname", f"{self.config.name}-worker{index}@%h",
+                                              "--queues", self.config.queue,
                                               "--pid", str(self.logs / f"worker{index}.pid")])
         self.workers[index] = proc
         return proc
