@@ -39,7 +39,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from avalign.serving.launcher import TritonServer
 
-    server = TritonServer(models=args.models or None)
+    server = TritonServer(models=args.models or None, instances=args.instances)
     t0 = time.perf_counter()
     server.start()
     print(f"tritonserver ready in {time.perf_counter() - t0:.1f}s: models {', '.join(server.models)}")
@@ -249,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the local tritonserver on the model repository")
     p.add_argument("--models", nargs="*", help="subset of models (default: all)")
+    p.add_argument("--instances", type=int, default=None,
+                   help="instances per model (default: the repository's count, 1); one per concurrent caller")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("models", help="model utilities")

@@ -389,8 +389,9 @@ def run_profile(*, dataset_uri: str | None, output_uri: str | None, workers: int
     out = output_uri or str(var / "aligned" / "distributed")
     config = DistributedConfig(home=var / "distributed", name=name, workers=workers)
     t0 = time.perf_counter()
-    with TritonServer(workspace=var / "triton") as triton, Stack(config, progress=progress) as stack:
-        progress(f"shared tritonserver at {triton.grpc_url}")
+    with TritonServer(workspace=var / "triton", instances=workers) as triton, \
+            Stack(config, progress=progress) as stack:
+        progress(f"shared tritonserver at {triton.grpc_url} ({workers} instances per model)")
         run_id = stack.trigger({"dataset_uri": dataset, "output_uri": out, "triton_url": triton.grpc_url})
         progress(f"triggered av_align run {run_id}: UI at {stack.api_url}/dags/{DAG_ID}")
         state = stack.wait(run_id)
@@ -413,8 +414,9 @@ def compare_workers(*, partitions: int = 4, clips: int = 6, duration_s: float = 
                     out_json: Path | None = None, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Throughput of the same rebuild with 1 worker and with 2 workers, on one stack and one Triton.
 
-    Each run gets its own output URI; seconds are the DAG run's wall time from trigger to
-    success (fixed tasks included) and the summed align_partition durations.
+    An unmeasured warm-up run (one partition, both workers) comes first. Each run gets its own
+    output URI; seconds are the DAG run's wall time from trigger to success (fixed tasks
+    included); the align_partition durations are listed too. Triton runs 2 instances per model.
     """
     from avalign.data.dataset import build_dataset
     from avalign.serving.launcher import TritonServer
@@ -429,7 +431,13 @@ def compare_workers(*, partitions: int = 4, clips: int = 6, duration_s: float = 
     config = DistributedConfig(home=root / "home", name=name, workers=2, triton_pool_slots=2)
     results: dict[str, Any] = {"partitions": partitions, "clips_per_partition": clips, "duration_s": duration_s,
                                "loadavg_before": os.getloadavg(), "runs": {}}
-    with TritonServer(workspace=var / "triton") as triton, Stack(config, progress=progress) as stack:
+    # One Triton instance per model and worker: a python-backend instance serves one request at a time.
+    with TritonServer(workspace=var / "triton", instances=2) as triton, Stack(config, progress=progress) as stack:
+        # Warm-up, not measured: first calls warm Triton's BLS path and each worker's caches.
+        warm = stack.trigger({"dataset_uri": str(dataset), "output_uri": str(root / f"warmup_{int(time.time())}"),
+                              "triton_url": triton.grpc_url, "partitions": ["part-00000"],
+                              "max_quarantined_share": 1.0, "min_improved_or_passed_share": 0.0})
+        progress(f"warm-up run: {stack.wait(warm, timeout_s=1800)}")
         for n_workers in (1, 2):
             if n_workers == 1:
                 stack.stop_worker(2)

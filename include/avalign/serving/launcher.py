@@ -37,6 +37,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def _instanced_model(source: Path, target: Path, count: int) -> None:
+    """``target``: the model folder ``source`` (entries symlinked) with ``count`` CPU instances."""
+    import re
+
+    target.mkdir()
+    for entry in source.iterdir():
+        if entry.name != "config.pbtxt":
+            (target / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    config = (source / "config.pbtxt").read_text()
+    config, n = re.subn(r"count:\s*\d+", f"count: {int(count)}", config)
+    if n == 0:
+        config += f"\ninstance_group [ {{ kind: KIND_CPU count: {int(count)} }} ]\n"
+    (target / "config.pbtxt").write_text(config)
+
+
 def _pytriton_dist() -> tuple[Path, Path, Path]:
     """(tritonserver dist dir, bundled shared libs dir, python stub for this interpreter)."""
     try:
@@ -74,6 +89,7 @@ class TritonServer:
         verbose: bool = False,
         extra_model_dirs: dict[str, Path] | None = None,
         ports: tuple[int, int, int] | None = None,
+        instances: int | None = None,
     ) -> None:
         self.model_repository = Path(model_repository)
         self.models = tuple(models) if models else None
@@ -84,6 +100,9 @@ class TritonServer:
         self.extra_model_dirs = dict(extra_model_dirs or {})
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.fixed_ports = tuple(ports) if ports else None  # (http, grpc, metrics): a restart keeps its URL
+        # Instances per model (instance_group count) when the server is shared by several callers:
+        # a python-backend instance is one process working one request at a time.
+        self.instances = instances
         self.process: subprocess.Popen | None = None
         self.log_path = self.workspace / "tritonserver.log"
 
@@ -119,7 +138,10 @@ class TritonServer:
         if missing:
             raise ServingError(f"models not in repository {self.model_repository}: {missing}")
         for name in wanted:
-            (repo / name).symlink_to(sources[name].resolve(), target_is_directory=True)
+            if self.instances:
+                _instanced_model(sources[name].resolve(), repo / name, self.instances)
+            else:
+                (repo / name).symlink_to(sources[name].resolve(), target_is_directory=True)
         self.models = tuple(wanted)
 
         env = os.environ.copy()
