@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-workers", action="store_true",
                    help="measure 1 vs 2 workers on the same data (var/bench/distributed.json)")
     p.add_argument("--partitions", type=int, default=4, help="--compare-workers: partitions")
-    p.add_argument("--clips", type=int, default=6, help="--compare-workers: clips per partition")
+    p.add_argument("--clips", type=int, default=24,
+                   help="--compare-workers: clips per partition (fewer: the fixed per-run latency dominates)")
     p.set_defaults(func=_cmd_distributed)
 
     p = sub.add_parser("verify", help="re-check a published dataset's checksums and counts (exit 1 on a problem)")

@@ -410,7 +410,7 @@ def run_profile(*, dataset_uri: str | None, output_uri: str | None, workers: int
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def compare_workers(*, partitions: int = 4, clips: int = 6, duration_s: float = 4.0, name: str = "avalign_scale",
+def compare_workers(*, partitions: int = 4, clips: int = 24, duration_s: float = 4.0, name: str = "avalign_scale",
                     out_json: Path | None = None, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Throughput of the same rebuild with 1 worker and with 2 workers, on one stack and one Triton.
 
