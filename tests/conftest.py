@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,17 +48,13 @@ def triton_client(triton_server):
     client.close()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def _moto_endpoint() -> Iterator[str]:
     """Start one moto server for the session (about a second) and stop it at the end."""
     moto_server = pytest.importorskip("moto.server")
-    port = _free_port()
+    from avalign.serving.launcher import free_port
+
+    port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

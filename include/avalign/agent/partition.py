@@ -13,6 +13,7 @@ import re
 import tempfile
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -112,7 +113,7 @@ def run_partition(manifest_uri: str, out_uri: str, *, run_id: str, config: Align
     rows: list[dict[str, Any]] = []
     n = len(df)
     progress(f"[{partition}] {n} clips, run {run_id}, planner {planner.name}, max_cycles {config.max_cycles}")
-    seen: set[str] = set()
+    seen: Counter[str] = Counter()
     for i, record in enumerate(df.to_dict("records"), start=1):
         rejection = _id_rejection(record, seen)
         if rejection:
@@ -140,21 +141,21 @@ def run_partition(manifest_uri: str, out_uri: str, *, run_id: str, config: Align
     return PartitionRun(partition, run_id, stage, results_uri, counts, n, seconds, rows=rows)
 
 
-def _id_rejection(record: dict[str, Any], seen: set[str]) -> ClipError | None:
+def _id_rejection(record: dict[str, Any], seen: Counter[str]) -> ClipError | None:
     """A clip id that cannot name files, or one already used in this partition, is quarantined
-    (never renamed: the id is the dataset's key). Records the id as seen."""
+    (never renamed: the id is the dataset's key; a repeat is listed as ``<id>#2``, ``#3``…).
+    Counts the id as seen."""
     from avalign.data.manifest import clip_id_problem
 
     raw = str(record.get("clip_id") or "")
     problem = clip_id_problem(raw)
     if problem:
         return ClipError(problem, reason="bad_clip_id")
-    if raw in seen:
-        record["clip_id"] = f"{raw}#{sum(1 for s in seen if s == raw or s.startswith(raw + '#')) + 1}"
-        seen.add(record["clip_id"])
+    seen[raw] += 1
+    if seen[raw] > 1:
+        record["clip_id"] = f"{raw}#{seen[raw]}"
         return ClipError(f"clip_id {raw!r} appears more than once in the manifest; the first row is processed",
                          reason="duplicate_clip_id")
-    seen.add(raw)
     return None
 
 

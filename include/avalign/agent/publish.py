@@ -102,9 +102,9 @@ def build_pointer(out_uri: str, run_id: str, partition: str, gx_result_uri: str 
     objects.append(_object(results_uri, "results", None))
     if gx_result_uri and storage.exists(gx_result_uri):
         objects.append(_object(gx_result_uri, "gx", None))
-    by_clip = {o["clip_id"]: o for o in outputs}
-    content = [[r.clip_id, r.outcome, (by_clip.get(r.clip_id) or {}).get("sha256"),
-                next((o["sha256"] for o in objects if o["role"] == "audio" and o["clip_id"] == r.clip_id), None)]
+    media_sha = {o["clip_id"]: o["sha256"] for o in outputs}
+    audio_sha = {o["clip_id"]: o["sha256"] for o in objects if o["role"] == "audio"}
+    content = [[r.clip_id, r.outcome, media_sha.get(r.clip_id), audio_sha.get(r.clip_id)]
                for r in table.sort_values("clip_id").itertuples()]
     return {
         "format": POINTER_FORMAT,
