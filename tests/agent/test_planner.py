@@ -94,3 +94,19 @@ def test_every_rule_plan_validates(audio, visual, before):
     for cycle in (1, 2, 3, 4):
         d = RulePlanner().plan(ctx(audio=audio, visual=visual, before=before, cycle=cycle))
         assert validate_plan(d.plan) is not None
+
+
+def test_drift_gets_the_inverse_speed_change_first_and_only_the_warped_offset_counts():
+    before = {"offset_ms": 70.0, "offset_confidence": 0.6,  # the drifting track's average: ignored
+              "drift_speed": 1.03, "drift_offset_ms": 10.0, "drift_confidence": 0.5, "drift_gain": 1.8}
+    d = RulePlanner().plan(ctx(before=before))
+    assert d.plan == [{"action": "speed_change", "params": {"factor": round(1 / 1.03, 5)}}]
+    assert "drifts" in d.rationale[0]
+    validate_plan(d.plan)
+
+
+def test_drift_with_an_offset_left_after_the_warp_also_shifts():
+    before = {"drift_speed": 0.98, "drift_offset_ms": 200.0, "drift_confidence": 0.5, "drift_gain": 1.5}
+    d = RulePlanner().plan(ctx(before=before))
+    assert actions(d) == ["speed_change", "time_shift"]
+    assert d.plan[1]["params"]["shift_ms"] == -200.0

@@ -68,3 +68,26 @@ def test_sync_score_mapping():
     assert sync_score(SyncEstimate(0.0, 1.0, 0.9)) == pytest.approx(1.0)
     assert sync_score(SyncEstimate(400.0, 1.0, 0.9)) < 0.05
     assert sync_score(SyncEstimate(0.0, 0.3, 0.5)) > sync_score(SyncEstimate(200.0, 0.3, 0.5))
+
+
+def _drifting_estimate(speed: float, seed: int = 0):
+    """Events at picture time e are heard at e / speed (the audio plays ``speed`` times faster)."""
+    from avalign.describe.sync import estimate_drift
+
+    events = _events(seed)
+    frames, times = _frames(events)
+    energy, et = motion_energy(frames, times)
+    env = onset_envelope(_audio(events / speed, 0.0, seed), SR)
+    return estimate_drift(env, resample_series(energy, et, DUR))
+
+
+@pytest.mark.parametrize("speed", [0.97, 0.98, 1.02, 1.03])
+def test_drift_is_measured_to_half_a_percent(speed):
+    est = _drifting_estimate(speed)
+    assert est.speed is not None and abs(est.speed - speed) <= 0.0051, est
+    assert est.gain >= 1.2 and abs(est.offset_ms) <= 40.0, est
+
+
+def test_no_drift_in_a_steady_clip():
+    est = _drifting_estimate(1.0)
+    assert est.speed is None and est.gain < 1.2, est

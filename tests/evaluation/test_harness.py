@@ -12,7 +12,7 @@ from avalign.actions.schema import validate_plan
 from avalign.agent.planner import PlanningContext
 from avalign.evaluation.agents import make_agent
 from avalign.evaluation.benchmark import severity
-from avalign.evaluation.harness import calibration
+from avalign.evaluation.harness import _plan_speed, calibration, compare_agents
 
 
 def test_severity_of_each_corruption():
@@ -57,6 +57,29 @@ def test_within_source_calibration_removes_the_content_baseline():
     assert result["n_within_source"] == 10
 
 
+def test_rules_against_baselines_per_type():
+    by_origin = {"procedural": {
+        "rules": {"offset": {"offset_within_1_frame": 0.9}, "gain": {"level_error_db_median": 1.0},
+                  "none": {"do_no_harm": 0.99}, "noise": {"si_sdr_gain_db_median": 0.0}},
+        "noop": {"offset": {"offset_within_1_frame": 0.1}, "gain": {"level_error_db_median": 25.0},
+                 "none": {"do_no_harm": 1.0}, "noise": {"si_sdr_gain_db_median": 0.0}},
+        "random": {"offset": {"offset_within_1_frame": 0.2}, "gain": {"level_error_db_median": 20.0},
+                   "none": {"do_no_harm": 0.7}, "noise": {"si_sdr_gain_db_median": -1.0}},
+    }}
+    result = compare_agents(by_origin)["procedural"]
+    assert result["offset"]["beats_noop"] and result["offset"]["beats_random"]
+    assert result["gain"]["better"] == "lower" and result["gain"]["beats_noop"]
+    assert result["none"]["beats_noop"]  # 1 point below noop: within the 2 % the issue allows
+    assert not result["noise"]["beats_noop"] and result["noise"]["beats_random"]  # a tie is not a win
+
+
+def test_plan_speed_multiplies_speed_changes():
+    plan = [{"action": "speed_change", "params": {"factor": 0.97}}, {"action": "time_shift", "params": {"shift_ms": 5}},
+            {"action": "speed_change", "params": {"factor": 1.01}}]
+    assert _plan_speed(json.dumps(plan)) == pytest.approx(0.97 * 1.01)
+    assert _plan_speed("[]") == 1.0
+
+
 def test_unknown_agent_and_suite_are_clear_errors():
     from avalign.evaluation.harness import evaluate
 
@@ -77,5 +100,6 @@ def test_tiny_suite_end_to_end(tmp_path, triton_server):
     assert proc["noop"]["offset"]["offset_error_ms_median"] == 240.0  # untouched
     assert proc["rules"]["offset"]["offset_error_ms_median"] < 40.0  # repaired
     assert proc["rules"]["none"]["do_no_harm"] == 1.0
+    assert report["comparison"]["procedural"]["offset"]["beats_noop"]
     assert (tmp_path / "alignment.json").exists() and "| rules |" in (tmp_path / "alignment.md").read_text()
     assert report["mlflow_run_id"]

@@ -94,3 +94,16 @@ def test_bad_input_is_a_model_error_not_a_crash(triton_client):
     assert info.value.reason == "model_error"
     # the server survives and answers the next call
     assert triton_client.describe_audio(np.zeros(16000, dtype=np.float32)).evidence["duration_s"] == 1.0
+
+
+def test_av_scorer_reads_a_speaking_face_by_its_lips(described, triton_client):
+    """Inside the Triton python backend too: mediapipe's face mesh loads and the lips give the offset."""
+    from avalign.agent.summary import shift
+
+    audio_desc, visual_desc, audio, video = described["talking_head_3_retalking"]
+    evidence = {"heard": audio_desc.text, "seen": visual_desc.text, "frame_times_s": video.times_s.tolist(),
+                "speech_s": audio_desc.evidence["speech_s"]}
+    late = triton_client.score(shift(audio, 200.0), video.frames, video.fps, evidence)
+    assert late.detail["offset_method"] == "lips", late.detail
+    assert abs(late.detail["offset_ms"] - 200.0) <= 40.0 and late.detail["offset_confidence"] >= 0.5
+    assert late.detail["drift_speed"] is None  # drift is read from whole-frame motion only

@@ -82,6 +82,8 @@ class RulePlanner:
     """A rule policy over the evidence. Each rule names the measurement that fired it.
 
     - a confident offset estimate of 40 ms or more → time_shift by minus that offset;
+    - the audio drifting against the picture (the scorer's ``drift_speed``) → speed_change by its
+      inverse, first; the offset then counts only as measured with the drift undone;
     - low estimated SNR, and the noise is heard as noise (an AudioSet noise class) or lies over
       speech → a denoiser; steady sound with neither is taken as the content (rain, an engine).
       The first is the speech-preserving Wiener filter (it also measured best on non-speech
@@ -113,6 +115,14 @@ class RulePlanner:
             why.append(f"{len(ev['gaps'])} dropout(s), {total:.2f} s of digital silence inside sound")
 
         offset, confidence, source = best_offset_estimate(context)
+        drift = before.get("drift_speed")
+        if drift:
+            # undo the drift first (timing faults first); the offset that matters is the one left
+            # once the warp is undone, not the drifting track's average
+            plan.append({"action": "speed_change", "params": {"factor": round(1.0 / float(drift), 5)}})
+            why.append(f"audio drifts: plays {float(drift):.4f}x the picture's speed "
+                       f"(warp gain {float(before.get('drift_gain') or 0):.2f}) → speed_change")
+            offset, confidence, source = _offset_after_drift(context)
         shift_step = None
         if offset is not None and abs(offset) >= self.min_offset_ms and confidence >= self.min_offset_confidence:
             shift_step = {"action": "time_shift", "params": {"shift_ms": round(-float(offset), 1)}}
@@ -173,6 +183,24 @@ def _loudness_target(ev: dict[str, Any], clipped: bool) -> float:
 def plan_shift_ms(plan: list[dict[str, Any]]) -> float:
     """Total time shift a plan applies (ms, positive = later)."""
     return float(sum(step.get("params", {}).get("shift_ms", 0.0) for step in plan if step.get("action") == "time_shift"))
+
+
+def _offset_after_drift(context: PlanningContext) -> tuple[float | None, float, str]:
+    """Like :func:`best_offset_estimate` for a drifting clip: only estimates of the track with its
+    drift undone count (the warped estimate of the untouched clip, cycles that changed speed)."""
+    before = context.before
+    candidates = []
+    if before.get("drift_offset_ms") is not None:
+        candidates.append((float(before.get("drift_confidence") or 0.0), float(before["drift_offset_ms"]),
+                           "untouched clip, drift undone"))
+    for fb in context.feedback:
+        if fb.detail.get("offset_ms") is not None and any(st["action"] == "speed_change" for st in fb.plan):
+            original = float(fb.detail["offset_ms"]) - plan_shift_ms(fb.plan)
+            candidates.append((float(fb.detail.get("offset_confidence") or 0.0), original, f"cycle {fb.cycle}"))
+    if not candidates:
+        return None, 0.0, "none"
+    confidence, offset, source = max(candidates)
+    return offset, confidence, source
 
 
 def best_offset_estimate(context: PlanningContext) -> tuple[float | None, float, str]:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from avalign.describe.features import level_stats
-from avalign.describe.sync import estimate_fused, sync_score
+from avalign.describe.sync import SyncEstimate, estimate_drift_clip, estimate_fused, sync_score
 
 SAMPLE_RATE = 16000
 # MiniLM cosines of short heard/seen phrases measured on the real clips: matching pairs
@@ -91,6 +91,12 @@ class AVScorer:
         x, frames, times = scorer_inputs(audio, frames, fps, evidence)
         estimate = estimate_fused(x, SAMPLE_RATE, frames, times, speech_s=float(evidence.get("speech_s") or 0.0))
         s_sync = sync_score(estimate)
+        # drift is read from whole-frame motion only: a speaking face is judged by its lips
+        drift = estimate_drift_clip(x, SAMPLE_RATE, frames, times) if estimate.method == "whole_frame" else None
+        if drift is not None and drift.speed is not None:
+            # a drifting track is off by |1 - speed| * t at time t: score its mean displacement
+            mean_ms = abs(1.0 - drift.speed) * x.size / SAMPLE_RATE * 1000.0 / 2.0
+            s_sync = min(s_sync, sync_score(SyncEstimate(mean_ms, drift.confidence, 0.0)))
 
         quality = audio_quality(x)
         heard = evidence.get("heard") or evidence.get("audio_description", "")
@@ -111,6 +117,10 @@ class AVScorer:
             "offset_peak_corr": round(estimate.peak_corr, 4),
             "offset_method": estimate.method,
             "offset_candidates": estimate.candidates,
+            "drift_speed": None if drift is None or drift.speed is None else drift.speed,
+            "drift_offset_ms": None if drift is None or drift.offset_ms is None else round(drift.offset_ms, 2),
+            "drift_confidence": None if drift is None else round(drift.confidence, 4),
+            "drift_gain": None if drift is None else round(drift.gain, 3),
             "weights": WEIGHTS,
         }
         return float(np.clip(alignment, 0.0, 1.0)), float(s_sync), detail

@@ -26,6 +26,59 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_AGENTS = ("noop", "random", "always_denoise", "rules")
 
 
+SI_SDR_TYPES = {"noise", "none", "gain", "gaps", "distractor"}
+"""Types whose content stays in place, so SI-SDR against the clean reference is meaningful."""
+
+HEADLINE = {
+    "offset": ("offset_within_1_frame", "higher"),
+    "noise": ("si_sdr_gain_db_median", "higher"),
+    "gaps": ("si_sdr_gain_db_median", "higher"),
+    "distractor": ("si_sdr_gain_db_median", "higher"),
+    "speed_drift": ("drift_residual_ms_median", "lower"),
+    "gain": ("level_error_db_median", "lower"),
+    "none": ("do_no_harm", "higher"),
+}
+"""The ground-truth metric each corruption type is judged on when agents are compared."""
+CLEAN_TOLERANCE = 0.02
+"""On clean controls the rules agent may trail noop's do-no-harm by at most this (issue 5)."""
+
+
+SPEAKING_FACE_SPEECH_S = 3.0
+"""Clips with this much speech (VAD) and a face in half of the sampled frames form the
+``real_speaking_face`` group (issue 5's "real clips with speech and a visible face")."""
+
+
+def _plan_speed(plan_json: str) -> float:
+    """Product of the speed_change factors of a kept plan (1.0 without one)."""
+    factor = 1.0
+    for step in json.loads(plan_json or "[]"):
+        if step.get("action") == "speed_change":
+            factor *= float(step.get("params", {}).get("factor", 1.0))
+    return factor
+
+
+def _speaker_evidence(trace_uri: str | None) -> dict[str, Any]:
+    """Speech seconds and face share as the describers measured them (the same for every agent)."""
+    if not trace_uri:
+        return {"speech_s": None, "face_fraction": None}
+    evidence = json.loads(storage.read_bytes(trace_uri)).get("evidence", {})
+    return {"speech_s": (evidence.get("audio") or {}).get("speech_s"),
+            "face_fraction": (evidence.get("visual") or {}).get("face_fraction")}
+
+
+def _groups(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Report groups: procedural, real, and the real clips that show a speaking face."""
+    groups = {origin: df[df["origin"] == origin] for origin in ("procedural", "real")}
+    real = groups["real"]
+    speaking = (real["speech_s"].fillna(0) >= SPEAKING_FACE_SPEECH_S) & (real["face_fraction"].fillna(0) >= 0.5)
+    groups["real_speaking_face"] = real[speaking]
+    return groups
+
+
+def _rms_db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
 def _per_clip(table: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     """Ground-truth metrics for one agent's results table."""
     m = manifest.set_index("clip_id")
@@ -40,21 +93,30 @@ def _per_clip(table: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
                                "alignment_before": r.alignment_before, "alignment_after": r.alignment_after,
                                "sync_before": r.sync_before,
                                "frame_ms": 1000.0 / float(mr["fps"] or 25.0)}
+        row.update(_speaker_evidence(getattr(r, "trace_uri", None)))
         shift_ms = applied_shift_ms(r.plan_json) if r.outcome == "improved" else 0.0
         injected = float(mr["offset_ms"] or 0.0)
         row["offset_before_ms"] = abs(injected)
         row["offset_after_ms"] = abs(injected + shift_ms)
         row["shifted"] = bool(shift_ms)
+        if kind == "speed_drift":
+            # audio time t holds picture time t * speed; the plan's speed changes rescale that
+            speed = next(float(st["params"].get("speed_exact", st["params"].get("speed", 1.0)))
+                         for st in json.loads(mr["corruption"]) if st["type"] == "speed_drift")
+            factor = _plan_speed(r.plan_json) if r.outcome == "improved" else 1.0
+            row["drift_residual_ms"] = abs(speed * factor - 1.0) * float(mr["duration_s"]) * 1000.0
         if r.outcome != "quarantined" and mr["reference_audio_uri"]:
             ref = _audio16k(mr["reference_audio_uri"])
             inp = _audio16k(mr["source_uri"])
             out = _audio16k(r.audio_uri) if r.outcome == "improved" and r.audio_uri else inp
             # SI-SDR is only meaningful where the content is unmoved: an offset repaired to within
             # a few ms still reads as a large SI-SDR loss, so offset clips use the offset error.
-            if kind in {"noise", "none", "gain"}:
+            if kind in SI_SDR_TYPES:
                 b = si_sdr(inp, shift(ref, injected))
                 a = si_sdr(out, shift(ref, injected + shift_ms))
                 row["si_sdr_gain_db"] = a - b
+            if kind == "gain":  # SI-SDR ignores level: how far the level is from the clean clip's
+                row["level_error_db"] = abs(_rms_db(out) - _rms_db(ref))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -74,6 +136,11 @@ def _summarise(df: pd.DataFrame) -> dict[str, Any]:
             out["shift_precision"] = round(float((moved["offset_after_ms"] < moved["offset_before_ms"]).mean()), 3)
     if "si_sdr_gain_db" in df and df["si_sdr_gain_db"].notna().any():
         out["si_sdr_gain_db_median"] = round(float(df["si_sdr_gain_db"].median()), 2)
+        out["si_sdr_gain_db_mean"] = round(float(df["si_sdr_gain_db"].mean()), 2)
+    if "drift_residual_ms" in df and df["drift_residual_ms"].notna().any():
+        out["drift_residual_ms_median"] = round(float(df["drift_residual_ms"].median()), 1)
+    if "level_error_db" in df and df["level_error_db"].notna().any():
+        out["level_error_db_median"] = round(float(df["level_error_db"].median()), 2)
     clean = df[df["type"] == "none"]
     if len(clean):
         ok = (clean["outcome"] != "improved") | (clean.get("si_sdr_gain_db", pd.Series(0.0, index=clean.index)) >= -0.5)
@@ -126,11 +193,42 @@ def calibration(df: pd.DataFrame) -> dict[str, Any]:
     return result
 
 
+def compare_agents(by_origin: dict[str, dict[str, dict[str, Any]]], agent: str = "rules",
+                   baselines: tuple[str, ...] = ("noop", "random")) -> dict[str, dict[str, Any]]:
+    """Per origin and corruption type: does ``agent`` beat each baseline on the type's headline metric?
+
+    "Beats" is strictly better; on clean controls (``none``) the bar is issue 5's: do-no-harm no more
+    than ``CLEAN_TOLERANCE`` below noop's (and strictly above random's).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for origin, per_agent in by_origin.items():
+        if agent not in per_agent:
+            continue
+        out[origin] = {}
+        for kind, (metric, better) in HEADLINE.items():
+            ours = per_agent[agent].get(kind, {}).get(metric)
+            if ours is None:
+                continue
+            entry: dict[str, Any] = {"metric": metric, "better": better, agent: ours}
+            for base in baselines:
+                theirs = per_agent.get(base, {}).get(kind, {}).get(metric)
+                if theirs is None:
+                    continue
+                entry[base] = theirs
+                if kind == "none" and base == "noop":
+                    entry[f"beats_{base}"] = ours >= theirs - CLEAN_TOLERANCE
+                else:
+                    entry[f"beats_{base}"] = ours > theirs if better == "higher" else ours < theirs
+            out[origin][kind] = entry
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Alignment evaluation — suite `{report['suite']}`", "",
              f"{report['clips']} clips, agents: {', '.join(report['agents'])}; {report['elapsed_s']:.0f} s.", ""]
     cols = ["clips", "offset_error_ms_median", "offset_error_ms_p90", "offset_within_1_frame",
-            "offset_within_80ms", "shift_precision", "si_sdr_gain_db_median", "do_no_harm", "cycles_mean",
+            "offset_within_80ms", "shift_precision", "si_sdr_gain_db_median", "si_sdr_gain_db_mean",
+            "level_error_db_median", "drift_residual_ms_median", "do_no_harm", "cycles_mean",
             "seconds_per_clip", "alignment_before_mean", "alignment_after_mean"]
     for origin, per_agent in report["by_origin"].items():
         lines += [f"## {origin} clips", ""]
@@ -142,6 +240,16 @@ def markdown(report: dict[str, Any]) -> str:
                     vals = [kinds[kind].get(c, "") for c in cols]
                     lines.append(f"| {agent} | " + " | ".join(str(v) for v in vals) + " |")
             lines.append("")
+    for origin, kinds in report.get("comparison", {}).items():
+        lines += [f"## Rules against the baselines ({origin} clips)", "",
+                  "Each type on its ground-truth metric; clean controls: do-no-harm within "
+                  f"{CLEAN_TOLERANCE:.0%} of noop.", "",
+                  "| type | metric | rules | noop | random | beats noop | beats random |", "|---|---|---|---|---|---|---|"]
+        for kind, c in kinds.items():
+            lines.append(f"| {kind} | {c['metric']} ({c['better']} is better) | {c.get('rules', '')} | "
+                         f"{c.get('noop', '')} | {c.get('random', '')} | {_yes(c.get('beats_noop'))} | "
+                         f"{_yes(c.get('beats_random'))} |")
+        lines.append("")
     lines += ["## Reflection calibration (noop run: Spearman of the score vs severity)", "",
               "Pooled: −alignment over all clips. Within source: the alignment drop from the same procedural",
               "source's clean control (sync drop for offsets in the last column).", "",
@@ -152,6 +260,10 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{c.get('spearman_within_source', '')} | {c.get('n_within_source', '')} | "
                      f"{c.get('spearman_within_source_sync', '')} |")
     return "\n".join(lines) + "\n"
+
+
+def _yes(value: bool | None) -> str:
+    return "" if value is None else ("yes" if value else "**no**")
 
 
 def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents: tuple[str, ...] = DEFAULT_AGENTS,
@@ -193,15 +305,15 @@ def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents
                      f"model calls answered from memory so far: {client.hits} of {client.hits + client.misses})")
 
     by_origin: dict[str, dict[str, dict[str, Any]]] = {}
-    for origin in ("procedural", "real"):
-        by_origin[origin] = {}
-        for agent, df in per_agent.items():
-            sub = df[df["origin"] == origin]
+    for agent, df in per_agent.items():
+        for origin, sub in _groups(df).items():
+            by_origin.setdefault(origin, {})
             if len(sub):
                 by_origin[origin][agent] = {kind: _summarise(g) for kind, g in sub.groupby("type")}
                 by_origin[origin][agent]["all"] = _summarise(sub)
     calib_source = per_agent.get("noop", next(iter(per_agent.values())))
     report = {"suite": suite_name, "clips": int(len(manifest)), "agents": list(agents), "by_origin": by_origin,
+              "comparison": compare_agents(by_origin),
               "calibration": calibration(calib_source), "elapsed_s": round(time.perf_counter() - t0, 1),
               "config": config.to_dict()}
     out_dir.mkdir(parents=True, exist_ok=True)
