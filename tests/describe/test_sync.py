@@ -91,3 +91,32 @@ def test_drift_is_measured_to_half_a_percent(speed):
 def test_no_drift_in_a_steady_clip():
     est = _drifting_estimate(1.0)
     assert est.speed is None and est.gain < 1.2, est
+
+
+def test_motion_acceleration_peaks_where_a_ball_bounces():
+    from avalign.describe.features import motion_acceleration
+
+    times = np.arange(50) / FPS
+    phase = (times % 0.8) / 0.8
+    height = 1.0 - (2.0 * phase - 1.0) ** 2  # falling under gravity, bouncing at 0, 0.8, 1.6 s
+    frames = np.zeros((times.size, 40, 20, 3), dtype=np.uint8)
+    for i, h in enumerate(height):
+        y = int(round(34 - 28 * h))
+        frames[i, y : y + 4, 8:12] = 255
+    acc, at = motion_acceleration(frames, times)
+    assert acc.size == times.size - 3
+    peaks = at[np.argsort(acc)[-2:]]
+    assert all(min(abs(p - b) for b in (0.8, 1.6)) <= 0.06 for p in peaks), peaks
+
+
+def test_a_second_cue_must_not_contradict_motion_energy():
+    from avalign.describe.sync import _agrees
+
+    events = _events(0)
+    frames, times = _frames(events)
+    energy, et = motion_energy(frames, times)
+    motion = resample_series(energy, et, DUR)
+    env = onset_envelope(_audio(events, 200.0, 0), SR)
+    peak = _estimate(200.0).peak_corr
+    assert _agrees(env, motion, 200.0, peak)
+    assert not _agrees(env, motion, -700.0, peak)

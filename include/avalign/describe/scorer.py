@@ -80,6 +80,10 @@ def scorer_inputs(audio: np.ndarray, frames: np.ndarray, fps: float, evidence: d
     return x, frames, times
 
 
+WHOLE_FRAME = ("whole_frame", "impact")
+"""Estimates read from the whole picture (no speaking face): the drift search uses the same cue."""
+
+
 class AVScorer:
     """Scores (audio, frames) given the describers' evidence; ``embed`` turns texts into vectors."""
 
@@ -92,7 +96,7 @@ class AVScorer:
         estimate = estimate_fused(x, SAMPLE_RATE, frames, times, speech_s=float(evidence.get("speech_s") or 0.0))
         s_sync = sync_score(estimate)
         # drift is read from whole-frame motion only: a speaking face is judged by its lips
-        drift = estimate_drift_clip(x, SAMPLE_RATE, frames, times) if estimate.method == "whole_frame" else None
+        drift = estimate_drift_clip(x, SAMPLE_RATE, frames, times) if estimate.method in WHOLE_FRAME else None
         if drift is not None and drift.speed is not None:
             # a drifting track is off by |1 - speed| * t at time t: score its mean displacement
             mean_ms = abs(1.0 - drift.speed) * x.size / SAMPLE_RATE * 1000.0 / 2.0
