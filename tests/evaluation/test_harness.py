@@ -12,7 +12,7 @@ from avalign.actions.schema import validate_plan
 from avalign.agent.planner import PlanningContext
 from avalign.evaluation.agents import make_agent
 from avalign.evaluation.benchmark import severity
-from avalign.evaluation.harness import _plan_speed, calibration, compare_agents
+from avalign.evaluation.harness import _groups, _plan_speed, _summarise, calibration, compare_agents
 
 
 def test_severity_of_each_corruption():
@@ -71,6 +71,23 @@ def test_rules_against_baselines_per_type():
     assert result["gain"]["better"] == "lower" and result["gain"]["beats_noop"]
     assert result["none"]["beats_noop"]  # 1 point below noop: within the 2 % the issue allows
     assert not result["noise"]["beats_noop"] and result["noise"]["beats_random"]  # a tie is not a win
+
+
+def test_speaking_faces_form_their_own_group_and_timing_harm_is_counted():
+    base = {"type": "offset", "outcome": "improved", "cycles": 1, "seconds": 1.0, "alignment_before": 0.5,
+            "alignment_after": 0.6, "frame_ms": 40.0, "offset_before_ms": 200.0}
+    df = pd.DataFrame([
+        {**base, "origin": "real", "speech_s": 4.0, "face_fraction": 0.9, "offset_after_ms": 10.0, "shifted": True},
+        {**base, "origin": "real", "speech_s": 4.0, "face_fraction": 0.0, "offset_after_ms": 200.0, "shifted": False},
+        {**base, "origin": "real", "speech_s": 0.0, "face_fraction": 1.0, "offset_after_ms": 390.0, "shifted": True},
+        {**base, "origin": "procedural", "speech_s": None, "face_fraction": None, "offset_after_ms": 0.0,
+         "shifted": True},
+    ])
+    groups = _groups(df)
+    assert len(groups["real_speaking_face"]) == 1 and len(groups["real_other"]) == 2
+    other = _summarise(groups["real_other"])
+    assert other["timing_do_no_harm"] == 0.5 and other["shift_rate"] == 0.5 and other["shift_precision"] == 0.0
+    assert _summarise(groups["real_speaking_face"])["offset_within_1_frame"] == 1.0
 
 
 def test_plan_speed_multiplies_speed_changes():

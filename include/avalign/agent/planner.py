@@ -50,6 +50,9 @@ class PlanningContext:
         compact["face_fraction"] = self.visual_evidence.get("face_fraction")
         compact["estimated_offset_ms"] = self.before.get("offset_ms")
         compact["offset_confidence"] = self.before.get("offset_confidence")
+        if self.before.get("drift_speed"):  # the audio plays this many times the picture's speed
+            compact["estimated_audio_speed"] = self.before.get("drift_speed")
+            compact["offset_ms_once_speed_fixed"] = self.before.get("drift_offset_ms")
         lines = [
             "You repair the AUDIO of a video clip so it matches the picture. Edits apply to the original audio.",
             f"Available actions (JSON schema per action):\n{catalogue}",

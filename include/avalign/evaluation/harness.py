@@ -72,6 +72,7 @@ def _groups(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     real = groups["real"]
     speaking = (real["speech_s"].fillna(0) >= SPEAKING_FACE_SPEECH_S) & (real["face_fraction"].fillna(0) >= 0.5)
     groups["real_speaking_face"] = real[speaking]
+    groups["real_other"] = real[~speaking]  # music, ambience, voice-over: sync mostly cannot be told
     return groups
 
 
@@ -130,6 +131,9 @@ def _summarise(df: pd.DataFrame) -> dict[str, Any]:
         out["offset_error_ms_p90"] = round(float(err.quantile(0.9)), 1)
         out["offset_within_1_frame"] = round(float((err <= off["frame_ms"]).mean()), 3)
         out["offset_within_80ms"] = round(float((err <= 80).mean()), 3)
+        # do no harm in time: the clip ends no farther from sync than it started
+        out["timing_do_no_harm"] = round(float((off["offset_after_ms"] <= off["offset_before_ms"] + 1.0).mean()), 3)
+        out["shift_rate"] = round(float(off["shifted"].mean()), 3)
         moved = off[off["shifted"]]
         out["shifts_applied"] = int(len(moved))
         if len(moved):
@@ -228,7 +232,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"{report['clips']} clips, agents: {', '.join(report['agents'])}; {report['elapsed_s']:.0f} s.", ""]
     cols = ["clips", "offset_error_ms_median", "offset_error_ms_p90", "offset_within_1_frame",
             "offset_within_80ms", "shift_precision", "si_sdr_gain_db_median", "si_sdr_gain_db_mean",
-            "level_error_db_median", "drift_residual_ms_median", "do_no_harm", "cycles_mean",
+            "level_error_db_median", "drift_residual_ms_median", "do_no_harm", "timing_do_no_harm", "shift_rate",
+            "cycles_mean",
             "seconds_per_clip", "alignment_before_mean", "alignment_after_mean"]
     for origin, per_agent in report["by_origin"].items():
         lines += [f"## {origin} clips", ""]
