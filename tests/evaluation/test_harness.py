@@ -90,6 +90,16 @@ def test_speaking_faces_form_their_own_group_and_timing_harm_is_counted():
     assert _summarise(groups["real_speaking_face"])["offset_within_1_frame"] == 1.0
 
 
+def test_gap_silent_share_reads_the_injected_dropouts():
+    from avalign.evaluation.harness import _gap_silent_share
+
+    audio = np.ones(16000, dtype=np.float32)
+    audio[4000:6000] = 0.0  # half of the 0.25-0.5 s gap still silent
+    corruption = [{"type": "gaps", "params": {"gaps": [[0.25, 0.25]]}}]
+    assert _gap_silent_share(audio, corruption) == pytest.approx(0.5, abs=0.01)
+    assert np.isnan(_gap_silent_share(audio, [{"type": "noise", "params": {}}]))
+
+
 def test_plan_speed_multiplies_speed_changes():
     plan = [{"action": "speed_change", "params": {"factor": 0.97}}, {"action": "time_shift", "params": {"shift_ms": 5}},
             {"action": "speed_change", "params": {"factor": 1.01}}]
@@ -118,5 +128,11 @@ def test_tiny_suite_end_to_end(tmp_path, triton_server):
     assert proc["rules"]["offset"]["offset_error_ms_median"] < 40.0  # repaired
     assert proc["rules"]["none"]["do_no_harm"] == 1.0
     assert report["comparison"]["procedural"]["offset"]["beats_noop"]
+    again = evaluate("tiny", out_dir=tmp_path, agents=("noop", "rules"), real_av_dir=tmp_path / "none",
+                     tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=lambda m: None, report_only=True)
+    assert again["report_only"] and again["by_origin"] == report["by_origin"]
+    with pytest.raises(FileNotFoundError, match="no results of agent 'random'"):
+        evaluate("tiny", out_dir=tmp_path, agents=("random",), real_av_dir=tmp_path / "none",
+                 tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=lambda m: None, report_only=True)
     assert (tmp_path / "alignment.json").exists() and "| rules |" in (tmp_path / "alignment.md").read_text()
     assert report["mlflow_run_id"]

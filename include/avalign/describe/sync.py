@@ -101,6 +101,12 @@ def _best_peak(lags: np.ndarray, corr: np.ndarray, exclusion: float) -> _Peak:
     return _Peak(float(lags[best] + delta), peak, max(peak - max(second, 0.0), 0.0), False)
 
 
+def _margin_confidence(best: _Peak) -> float:
+    """Margin over the peak, scaled down for peaks below 0.3: the confidence of every estimator
+    here except the lips (whose gate is measured separately)."""
+    return float(np.clip(best.margin / max(best.peak, 1e-6), 0.0, 1.0) * np.clip(best.peak / 0.3, 0.0, 1.0))
+
+
 def estimate_offset(audio_env: np.ndarray, motion_grid: np.ndarray, *, rate: float = ENVELOPE_RATE,
                     max_lag_s: float = 1.0, min_confidence: float = MIN_CONFIDENCE,
                     exclusion_s: float = 0.08, onsets: bool = True) -> SyncEstimate:
@@ -118,7 +124,7 @@ def estimate_offset(audio_env: np.ndarray, motion_grid: np.ndarray, *, rate: flo
     best = _best_peak(lags, corr, exclusion_s * rate)
     if best.on_edge:  # the maximum lies at the end of the search range, or beyond it
         return SyncEstimate(None, 0.0, best.peak, "edge")
-    confidence = float(np.clip(best.margin / max(best.peak, 1e-6), 0.0, 1.0) * np.clip(best.peak / 0.3, 0.0, 1.0))
+    confidence = _margin_confidence(best)
     offset_ms = best.lag / rate * 1000.0 - ONSET_LATENCY_MS
     if confidence < min_confidence or best.peak <= 0:
         return SyncEstimate(None, confidence, best.peak)
@@ -166,12 +172,11 @@ def estimate_drift(audio_env: np.ndarray, motion_grid: np.ndarray, *, rate: floa
     for speed in DRIFT_SPEEDS:
         warped = np.interp(t / speed, t, audio_env[:n], right=0.0)  # picture time t heard at t / speed
         lags, corr = xcorr_lags(warped, visual, max_lag)
-        peaks[speed] = (_best_peak(lags, corr, 0.08 * rate), corr)
-    best_speed = max(peaks, key=lambda k: peaks[k][0].peak)
-    best, unwarped = peaks[best_speed][0], peaks[1.0][0]
-    speed = best_speed
+        peaks[speed] = _best_peak(lags, corr, 0.08 * rate)
+    speed = max(peaks, key=lambda k: peaks[k].peak)
+    best, unwarped = peaks[speed], peaks[1.0]
     gain = best.peak / unwarped.peak if unwarped.peak > 1e-6 else float("inf")
-    confidence = float(np.clip(best.margin / max(best.peak, 1e-6), 0.0, 1.0) * np.clip(best.peak / 0.3, 0.0, 1.0))
+    confidence = _margin_confidence(best)
     if (best.on_edge or abs(speed - 1.0) < MIN_DRIFT - 1e-9 or gain < MIN_DRIFT_GAIN
             or confidence < min_confidence):
         return DriftEstimate(None, confidence, float(min(gain, 99.0)))

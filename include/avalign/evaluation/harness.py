@@ -32,7 +32,7 @@ SI_SDR_TYPES = {"noise", "none", "gain", "gaps", "distractor"}
 HEADLINE = {
     "offset": ("offset_within_1_frame", "higher"),
     "noise": ("si_sdr_gain_db_median", "higher"),
-    "gaps": ("si_sdr_gain_db_median", "higher"),
+    "gaps": ("gap_silent_share_median", "lower"),
     "distractor": ("si_sdr_gain_db_median", "higher"),
     "speed_drift": ("drift_residual_ms_median", "lower"),
     "gain": ("level_error_db_median", "lower"),
@@ -74,6 +74,17 @@ def _groups(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     groups["real_speaking_face"] = real[speaking]
     groups["real_other"] = real[~speaking]  # music, ambience, voice-over: sync mostly cannot be told
     return groups
+
+
+def _gap_silent_share(audio: np.ndarray, corruption: list[dict], sample_rate: int = 16000) -> float:
+    """Share of the injected dropouts' samples that are still digital silence in ``audio``."""
+    silent = total = 0
+    for step in corruption:
+        for start_s, dur_s in step.get("params", {}).get("gaps", []) if step["type"] == "gaps" else []:
+            part = audio[int(start_s * sample_rate): int((start_s + dur_s) * sample_rate)]
+            silent += int(np.count_nonzero(np.abs(part) < 1e-4))
+            total += part.size
+    return silent / total if total else float("nan")
 
 
 def _rms_db(x: np.ndarray) -> float:
@@ -118,6 +129,8 @@ def _per_clip(table: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
                 row["si_sdr_gain_db"] = a - b
             if kind == "gain":  # SI-SDR ignores level: how far the level is from the clean clip's
                 row["level_error_db"] = abs(_rms_db(out) - _rms_db(ref))
+            if kind == "gaps":  # SI-SDR punishes any fill that is not the lost audio itself
+                row["gap_silent_share"] = _gap_silent_share(out, json.loads(mr["corruption"]))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -143,6 +156,8 @@ def _summarise(df: pd.DataFrame) -> dict[str, Any]:
         out["si_sdr_gain_db_mean"] = round(float(df["si_sdr_gain_db"].mean()), 2)
     if "drift_residual_ms" in df and df["drift_residual_ms"].notna().any():
         out["drift_residual_ms_median"] = round(float(df["drift_residual_ms"].median()), 1)
+    if "gap_silent_share" in df and df["gap_silent_share"].notna().any():
+        out["gap_silent_share_median"] = round(float(df["gap_silent_share"].median()), 3)
     if "level_error_db" in df and df["level_error_db"].notna().any():
         out["level_error_db_median"] = round(float(df["level_error_db"].median()), 2)
     clean = df[df["type"] == "none"]
@@ -229,10 +244,11 @@ def compare_agents(by_origin: dict[str, dict[str, dict[str, Any]]], agent: str =
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Alignment evaluation — suite `{report['suite']}`", "",
-             f"{report['clips']} clips, agents: {', '.join(report['agents'])}; {report['elapsed_s']:.0f} s.", ""]
+             f"{report['clips']} clips, agents: {', '.join(report['agents'])}; {report['elapsed_s']:.0f} s"
+             + (" (report rebuilt from an earlier run's results)." if report.get("report_only") else "."), ""]
     cols = ["clips", "offset_error_ms_median", "offset_error_ms_p90", "offset_within_1_frame",
             "offset_within_80ms", "shift_precision", "si_sdr_gain_db_median", "si_sdr_gain_db_mean",
-            "level_error_db_median", "drift_residual_ms_median", "do_no_harm", "timing_do_no_harm", "shift_rate",
+            "level_error_db_median", "gap_silent_share_median", "drift_residual_ms_median", "do_no_harm", "timing_do_no_harm", "shift_rate",
             "cycles_mean",
             "seconds_per_clip", "alignment_before_mean", "alignment_after_mean"]
     for origin, per_agent in report["by_origin"].items():
@@ -273,12 +289,15 @@ def _yes(value: bool | None) -> str:
 
 def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents: tuple[str, ...] = DEFAULT_AGENTS,
              triton_url: str | None = None, real_av_dir: Path | None = None, tracking_uri: str | None = None,
-             progress: Callable[[str], None] = print) -> dict[str, Any]:
+             progress: Callable[[str], None] = print, report_only: bool = False) -> dict[str, Any]:
+    """Run ``agents`` on the suite's benchmark (built once under ``out_dir``) and report.
+
+    ``report_only``: skip the runs and rebuild the report from the results an earlier run left
+    under ``out_dir/runs-<suite>`` (after a change to the metrics, not to the agents).
+    """
     from avalign.agent.config import AlignConfig
-    from avalign.agent.partition import run_partition
-    from avalign.agent.rebuild import resolve_manifests, triton_client
+    from avalign.agent.rebuild import resolve_manifests
     from avalign.data.manifest import read_manifest
-    from avalign.evaluation.agents import make_agent
 
     if suite_name not in SUITES:
         raise ValueError(f"unknown suite {suite_name!r}; choose from {sorted(SUITES)}")
@@ -293,8 +312,30 @@ def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents
     manifest = pd.concat([read_manifest(m) for m in manifests], ignore_index=True)
     config = AlignConfig()
     per_agent: dict[str, pd.DataFrame] = {}
+    runs_uri = str(out_dir / f"runs-{suite_name}")
+    if report_only:
+        for agent in agents:
+            tables = [pd.read_parquet(u) for u in storage.list_files(storage.join(runs_uri, "runs", agent),
+                                                                   suffix="results.parquet")]
+            if not tables:
+                raise FileNotFoundError(f"no results of agent {agent!r} under {runs_uri}: run without --report-only")
+            per_agent[agent] = _per_clip(pd.concat(tables, ignore_index=True), manifest)
+    else:
+        per_agent = _run_agents(agents, manifests, manifest, runs_uri, config, triton_url, t0, suite_name, progress)
+    return _report(suite_name, manifest, per_agent, agents, config, out_dir, t0, tracking_uri, progress,
+                   report_only=report_only)
+
+
+def _run_agents(agents: tuple[str, ...], manifests: list[str], manifest: pd.DataFrame, runs_uri: str, config: Any,
+                triton_url: str | None, t0: float, suite_name: str, progress: Callable[[str], None]
+                ) -> dict[str, pd.DataFrame]:
+    """Every agent through ``run_partition`` on every partition, sharing one memoising client."""
+    from avalign.agent.partition import run_partition
+    from avalign.agent.rebuild import triton_client
+    from avalign.evaluation.agents import make_agent
     from avalign.serving.memo import MemoizingClient
 
+    per_agent: dict[str, pd.DataFrame] = {}
     with triton_client(triton_url, progress) as triton:
         # Every agent first describes and scores the same untouched clips: ask the models once.
         client = MemoizingClient(triton)
@@ -302,13 +343,19 @@ def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents
             planner = make_agent(agent, client)
             tables = []
             for m in manifests:
-                run = run_partition(m, str(out_dir / f"runs-{suite_name}"), run_id=agent, config=config, client=client,
+                run = run_partition(m, runs_uri, run_id=agent, config=config, client=client,
                                     planner=planner, progress=lambda msg: None, force=True)
                 tables.append(pd.read_parquet(run.results_uri))
             per_agent[agent] = _per_clip(pd.concat(tables, ignore_index=True), manifest)
             progress(f"evaluate {suite_name}: agent {agent} done ({time.perf_counter() - t0:.0f}s elapsed, "
                      f"model calls answered from memory so far: {client.hits} of {client.hits + client.misses})")
+    return per_agent
 
+
+def _report(suite_name: str, manifest: pd.DataFrame, per_agent: dict[str, pd.DataFrame], agents: tuple[str, ...],
+            config: Any, out_dir: Path, t0: float, tracking_uri: str | None, progress: Callable[[str], None], *,
+            report_only: bool = False) -> dict[str, Any]:
+    """Summaries per group, agent and type; the comparison and calibration; files and MLflow."""
     by_origin: dict[str, dict[str, dict[str, Any]]] = {}
     for agent, df in per_agent.items():
         for origin, sub in _groups(df).items():
@@ -320,7 +367,7 @@ def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents
     report = {"suite": suite_name, "clips": int(len(manifest)), "agents": list(agents), "by_origin": by_origin,
               "comparison": compare_agents(by_origin),
               "calibration": calibration(calib_source), "elapsed_s": round(time.perf_counter() - t0, 1),
-              "config": config.to_dict()}
+              "report_only": report_only, "config": config.to_dict()}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "alignment.json").write_text(json.dumps(report, indent=2))
     (out_dir / "alignment.md").write_text(markdown(report))
