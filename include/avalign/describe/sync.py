@@ -63,18 +63,20 @@ def motion_onsets(motion_grid: np.ndarray) -> np.ndarray:
 
 
 def xcorr_lags(audio_env: np.ndarray, visual: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised cross-correlation c[L] = mean(a[t] * v[t - L]) over the overlap, for |L| <= max_lag."""
+    """Normalised cross-correlation c[L] = mean(a[t] * v[t - L]) over the overlap, for |L| <= max_lag.
+
+    One ``np.correlate`` for all lags (the drift search calls this 41 times per clip; a dot per lag
+    took ~2 ms a call on a 4 s clip). Lags whose overlap is 10 samples or fewer read 0.
+    """
     n = min(audio_env.size, visual.size)
     a, v = _standardise(audio_env[:n]), _standardise(visual[:n])
     lags = np.arange(-max_lag, max_lag + 1)
+    full = np.correlate(a, v, mode="full")  # full[n - 1 + L] = sum_t a[t] v[t - L]
+    overlap = n - np.abs(lags)
+    index = n - 1 + lags
+    valid = (overlap > 10) & (index >= 0) & (index < full.size)
     corr = np.zeros(lags.size)
-    for i, lag in enumerate(lags):
-        if lag >= 0:
-            seg_a, seg_v = a[lag:], v[: n - lag]
-        else:
-            seg_a, seg_v = a[: n + lag], v[-lag:]
-        if seg_a.size > 10:
-            corr[i] = float(np.dot(seg_a, seg_v) / seg_a.size)
+    corr[valid] = full[index[valid]] / overlap[valid]
     return lags, corr
 
 
