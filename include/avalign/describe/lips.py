@@ -4,7 +4,7 @@ The sync estimator correlates the mouth *opening* with speech onsets. Landmarks 
 themselves, where a frame difference or optical flow of a mouth crop also follows the head, the
 jaw, the camera and compression noise; on the real talking heads the Haar-crop cues were within
 ±1 frame in about half the cases, the landmark opening on two of three heads at every injected
-offset (numbers in docs/architecture.md, "Sync estimation").
+offset (numbers in docs/architecture.md, "Reflection scores").
 
 mediapipe 0.10.14 is the last release whose wheel still bundles the face-mesh model; it asks
 protobuf for ``GetPrototype``, which protobuf 5 removed (``GetMessageClass`` replaced it). The
