@@ -102,7 +102,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from avalign.evaluation.harness import evaluate
 
     report = evaluate(args.suite, agents=tuple(args.agents), triton_url=args.triton_url,
-                      out_dir=Path(args.out) if args.out else None, report_only=args.report_only)
+                      out_dir=Path(args.out) if args.out else None, report_only=args.report_only,
+                      **({"workers": args.workers} if args.workers else {}))
     print(Path(args.out or REPO_ROOT / "var" / "eval", "alignment.md").read_text())
     print(f"MLflow run: {report.get('mlflow_run_id')}")
     return 0
@@ -209,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default var/eval)")
     p.add_argument("--report-only", action="store_true",
                    help="rebuild the report from the results of an earlier run in the same folder (no Triton)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="agents run side by side on this many threads after the first (default: 2, or 1 on one core)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("train-eval", help="AV representation on raw vs aligned vs clean data, in MLflow "

@@ -114,21 +114,26 @@ def test_unknown_agent_and_suite_are_clear_errors():
         make_agent("oracle")
     with pytest.raises(ValueError, match="unknown suite"):
         evaluate("nope")
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        evaluate("tiny", workers=0)
 
 
 @pytest.mark.triton
 def test_tiny_suite_end_to_end(tmp_path, triton_server):
     from avalign.evaluation.harness import evaluate
 
-    report = evaluate("tiny", out_dir=tmp_path, agents=("noop", "rules"), triton_url=triton_server.grpc_url,
-                      real_av_dir=tmp_path / "none", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
-                      progress=lambda m: None)
+    # after noop, rules and always_denoise run side by side on two threads
+    report = evaluate("tiny", out_dir=tmp_path, agents=("noop", "rules", "always_denoise"),
+                      triton_url=triton_server.grpc_url, real_av_dir=tmp_path / "none",
+                      tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=lambda m: None, workers=2)
     proc = report["by_origin"]["procedural"]
+    assert proc["always_denoise"]["all"]["clips"] == proc["rules"]["all"]["clips"] == proc["noop"]["all"]["clips"]
+    assert proc["always_denoise"]["noise"]["si_sdr_gain_db_median"] > 0  # its own plan, not another agent's
     assert proc["noop"]["offset"]["offset_error_ms_median"] == 240.0  # untouched
     assert proc["rules"]["offset"]["offset_error_ms_median"] < 40.0  # repaired
     assert proc["rules"]["none"]["do_no_harm"] == 1.0
     assert report["comparison"]["procedural"]["offset"]["beats_noop"]
-    again = evaluate("tiny", out_dir=tmp_path, agents=("noop", "rules"), real_av_dir=tmp_path / "none",
+    again = evaluate("tiny", out_dir=tmp_path, agents=("noop", "rules", "always_denoise"), real_av_dir=tmp_path / "none",
                      tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=lambda m: None, report_only=True)
     assert again["report_only"] and again["by_origin"] == report["by_origin"]
     with pytest.raises(FileNotFoundError, match="no results of agent 'random'"):

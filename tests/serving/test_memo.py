@@ -41,3 +41,19 @@ def test_repeated_calls_are_answered_from_memory_and_inputs_are_not_confused():
     assert inner.calls == 6
     client.model_version("x"), client.model_version("x")  # not memoised
     assert inner.calls == 8
+
+
+def test_wrappers_of_other_connections_share_one_memory_across_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    first, second = CountingClient(), CountingClient()
+    client = MemoizingClient(first)
+    twin = client.sharing(second)
+    clips = [np.full(100, i, dtype=np.float32) for i in range(20)]
+    assert [client.describe_audio(c) for c in clips] == [100.0 * i for i in range(20)]
+    with ThreadPoolExecutor(4) as pool:  # the twin finds every answer the first one stored
+        answers = list(pool.map(twin.describe_audio, clips * 3))
+    assert answers == [100.0 * i for i in range(20)] * 3
+    assert second.calls == 0 and first.calls == 20
+    assert client.hits == twin.hits == 60 and client.misses == 20
+    assert twin.describe_audio(np.ones(3, dtype=np.float32)) == 3.0 and second.calls == 1

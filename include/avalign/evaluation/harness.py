@@ -11,6 +11,8 @@ the corruption's severity. Writes ``<out>/alignment.json`` and ``<out>/alignment
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +26,8 @@ from avalign.evaluation.benchmark import SUITES, build_benchmark, severity
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_AGENTS = ("noop", "random", "always_denoise", "rules")
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+"""Agents run side by side on this many threads after the first (see ``_run_agents``)."""
 
 
 SI_SDR_TYPES = {"noise", "none", "gain", "gaps", "distractor"}
@@ -289,8 +293,11 @@ def _yes(value: bool | None) -> str:
 
 def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents: tuple[str, ...] = DEFAULT_AGENTS,
              triton_url: str | None = None, real_av_dir: Path | None = None, tracking_uri: str | None = None,
-             progress: Callable[[str], None] = print, report_only: bool = False) -> dict[str, Any]:
+             progress: Callable[[str], None] = print, report_only: bool = False,
+             workers: int = DEFAULT_WORKERS) -> dict[str, Any]:
     """Run ``agents`` on the suite's benchmark (built once under ``out_dir``) and report.
+
+    ``workers``: threads that run agents side by side after the first one (1 = one at a time).
 
     ``report_only``: skip the runs and rebuild the report from the results an earlier run left
     under ``out_dir/runs-<suite>`` (after a change to the metrics, not to the agents).
@@ -301,6 +308,8 @@ def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents
 
     if suite_name not in SUITES:
         raise ValueError(f"unknown suite {suite_name!r}; choose from {sorted(SUITES)}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     suite = SUITES[suite_name]
     out_dir = Path(out_dir or REPO_ROOT / "var" / "eval")
     dataset = str(out_dir / f"bench-{suite_name}")
@@ -321,35 +330,68 @@ def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents
                 raise FileNotFoundError(f"no results of agent {agent!r} under {runs_uri}: run without --report-only")
             per_agent[agent] = _per_clip(pd.concat(tables, ignore_index=True), manifest)
     else:
-        per_agent = _run_agents(agents, manifests, manifest, runs_uri, config, triton_url, t0, suite_name, progress)
+        per_agent = _run_agents(agents, manifests, manifest, runs_uri, config, triton_url, t0, suite_name, progress,
+                                workers=workers)
     return _report(suite_name, manifest, per_agent, agents, config, out_dir, t0, tracking_uri, progress,
                    report_only=report_only)
 
 
 def _run_agents(agents: tuple[str, ...], manifests: list[str], manifest: pd.DataFrame, runs_uri: str, config: Any,
-                triton_url: str | None, t0: float, suite_name: str, progress: Callable[[str], None]
-                ) -> dict[str, pd.DataFrame]:
-    """Every agent through ``run_partition`` on every partition, sharing one memoising client."""
+                triton_url: str | None, t0: float, suite_name: str, progress: Callable[[str], None],
+                workers: int = DEFAULT_WORKERS) -> dict[str, pd.DataFrame]:
+    """Every agent through ``run_partition`` on every partition, sharing one memoising client.
+
+    The first agent runs alone and fills the memory with the untouched clips' descriptions and
+    scores (every agent asks for them first). The others then run side by side on ``workers``
+    threads, each (agent, partition) a task with its own Triton connection: while one waits on a
+    model, another applies its edits, and the server's models answer different threads at once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from avalign.agent.partition import run_partition
     from avalign.agent.rebuild import triton_client
     from avalign.evaluation.agents import make_agent
+    from avalign.serving.client import TritonClient
     from avalign.serving.memo import MemoizingClient
 
-    per_agent: dict[str, pd.DataFrame] = {}
+    tables: dict[str, dict[str, pd.DataFrame]] = {agent: {} for agent in agents}
     with triton_client(triton_url, progress) as triton:
-        # Every agent first describes and scores the same untouched clips: ask the models once.
         client = MemoizingClient(triton)
-        for agent in agents:
-            planner = make_agent(agent, client)
-            tables = []
-            for m in manifests:
-                run = run_partition(m, runs_uri, run_id=agent, config=config, client=client,
-                                    planner=planner, progress=lambda msg: None, force=True)
-                tables.append(pd.read_parquet(run.results_uri))
-            per_agent[agent] = _per_clip(pd.concat(tables, ignore_index=True), manifest)
-            progress(f"evaluate {suite_name}: agent {agent} done ({time.perf_counter() - t0:.0f}s elapsed, "
-                     f"model calls answered from memory so far: {client.hits} of {client.hits + client.misses})")
-    return per_agent
+
+        def run(agent: str, m: str, own: Any) -> None:
+            run = run_partition(m, runs_uri, run_id=agent, config=config, client=own,
+                                planner=make_agent(agent, own), progress=lambda msg: None, force=True)
+            tables[agent][m] = pd.read_parquet(run.results_uri)
+            if len(tables[agent]) == len(manifests):
+                progress(f"evaluate {suite_name}: agent {agent} done ({time.perf_counter() - t0:.0f}s elapsed, "
+                         f"model calls answered from memory so far: {client.hits} of {client.hits + client.misses})")
+
+        first, rest = agents[0], agents[1:]
+        for m in manifests:
+            run(first, m, client)
+        tasks = [(agent, m) for agent in rest for m in manifests]
+        if workers <= 1 or len(tasks) <= 1:
+            for agent, m in tasks:
+                run(agent, m, client)
+        else:
+            connections = [client] + [client.sharing(TritonClient(triton.url)) for _ in range(workers - 1)]
+            free = list(connections)
+            lock = threading.Lock()
+
+            def task(agent: str, m: str) -> None:
+                with lock:
+                    own = free.pop()
+                try:
+                    run(agent, m, own)
+                finally:
+                    with lock:
+                        free.append(own)
+
+            with ThreadPoolExecutor(workers, thread_name_prefix="eval-agent") as pool:
+                for future in [pool.submit(task, agent, m) for agent, m in tasks]:
+                    future.result()  # re-raises the first failure
+    return {agent: _per_clip(pd.concat([tables[agent][m] for m in manifests], ignore_index=True), manifest)
+            for agent in agents}
 
 
 def _report(suite_name: str, manifest: pd.DataFrame, per_agent: dict[str, pd.DataFrame], agents: tuple[str, ...],
