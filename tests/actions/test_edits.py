@@ -35,6 +35,7 @@ EXAMPLE_PARAMS = {
     "volume_adjust": {"target_lufs": -18.0},
     "fill_blanks": {"min_gap_ms": 30.0},
     "time_shift": {"shift_ms": -42.0},
+    "suppress_event": {"start_s": 0.5, "end_s": 1.0, "strength": 0.8},
     "deepfilternet": {"atten_lim_db": 30.0},
     "rnnoise": {"mix": 0.7},
 }

@@ -17,7 +17,7 @@ from avalign.actions import (
 from avalign.errors import AvalignError
 
 
-def test_catalogue_has_the_eleven_actions_and_describes_them() -> None:
+def test_catalogue_has_the_twelve_actions_and_describes_them() -> None:
     assert ACTIONS == (
         "spectral_subtraction",
         "wiener_filter",
@@ -28,6 +28,7 @@ def test_catalogue_has_the_eleven_actions_and_describes_them() -> None:
         "volume_adjust",
         "fill_blanks",
         "time_shift",
+        "suppress_event",
         "deepfilternet",
         "rnnoise",
     )

@@ -110,3 +110,48 @@ def test_drift_with_an_offset_left_after_the_warp_also_shifts():
     d = RulePlanner().plan(ctx(before=before))
     assert actions(d) == ["speed_change", "time_shift"]
     assert d.plan[1]["params"]["shift_ms"] == -200.0
+
+
+EVENT = {"start_s": 1.2, "end_s": 2.1, "share": 0.6, "bins": 40, "low_hz": 600.0, "high_hz": 2400.0, "attack_s": 0.01}
+STILL = {"motion_energy": {"rate_hz": 10.0, "values": [1.0] * 40}}
+
+
+def test_an_isolated_sound_the_picture_does_not_explain_is_suppressed_first():
+    d = RulePlanner().plan(ctx(audio={"isolated_events": [EVENT], "duration_s": 4.0}, visual=STILL,
+                               before={"offset_ms": 180.0, "offset_confidence": 0.6}))
+    assert actions(d) == ["suppress_event", "time_shift"]  # in the original audio's time, before the shift
+    assert d.plan[0]["params"] == {"start_s": 1.15, "end_s": 2.15}
+    assert "picture shows no change" in d.rationale[0] and validate_plan(d.plan)
+
+
+def test_an_isolated_sound_is_kept_when_the_picture_moves_then_or_the_clip_has_speech():
+    moving = {"motion_energy": {"rate_hz": 10.0, "values": [1.0] * 12 + [4.0] * 9 + [1.0] * 19}}
+    assert RulePlanner().plan(ctx(audio={"isolated_events": [EVENT], "duration_s": 4.0}, visual=moving)).plan == []
+    assert RulePlanner().plan(ctx(audio={"isolated_events": [EVENT], "duration_s": 4.0, "speech_s": 2.0}, visual=STILL)).plan == []
+
+
+def test_plans_stay_within_the_step_limit_with_two_events():
+    second = {**EVENT, "start_s": 3.0, "end_s": 3.5}
+    d = RulePlanner().plan(ctx(audio={"isolated_events": [EVENT, second], "duration_s": 4.0, "gaps": [[0.5, 0.1]], "snr_db": 4.0,
+                                      "noise_tags": NOISE, "rms_dbfs": -60.0, "peak_dbfs": -40.0},
+                               visual=STILL, before={"offset_ms": 180.0, "offset_confidence": 0.6,
+                                                     "drift_speed": 1.02, "drift_offset_ms": 150.0,
+                                                     "drift_confidence": 0.6}))
+    assert len(d.plan) <= 6 and actions(d).count("suppress_event") == 1
+    assert any("left alone" in why for why in d.rationale) and validate_plan(d.plan)
+
+
+def test_the_llm_prompt_names_offscreen_sounds():
+    text = ctx(audio={"isolated_events": [EVENT], "duration_s": 4.0}, visual=STILL).as_prompt("catalogue")
+    assert '"offscreen_sounds_s": [[1.2, 2.1]]' in text
+
+
+def test_the_picture_is_read_at_the_events_picture_time_when_the_offset_is_known():
+    # motion at 0.4-1.3 s: the event heard at 1.2-2.1 s in audio that runs 800 ms late
+    moving = {"motion_energy": {"rate_hz": 10.0, "values": [1.0] * 4 + [4.0] * 9 + [1.0] * 27}}
+    late = ctx(audio={"isolated_events": [EVENT], "duration_s": 4.0}, visual=moving,
+               before={"offset_ms": 800.0, "offset_confidence": 0.6})
+    assert actions(RulePlanner().plan(late)) == ["time_shift"]  # explained once the offset is undone
+    unsure = ctx(audio={"isolated_events": [EVENT], "duration_s": 4.0}, visual=moving,
+                 before={"offset_ms": 800.0, "offset_confidence": 0.1})
+    assert actions(RulePlanner().plan(unsure)) == ["suppress_event"]

@@ -60,6 +60,16 @@ def test_semantic_mismatch_lowers_alignment(drum):
     assert detail["semantic"] == 0.0 and mismatch < match
 
 
+def test_offscreen_sound_lowers_quality_in_proportion(drum):
+    s, ev = drum
+    clean, _, base = AVScorer(bag_of_words).score(s.audio[0], s.frames, s.fps, ev)
+    marked, _, detail = AVScorer(bag_of_words).score(s.audio[0], s.frames, s.fps, {**ev, "offscreen_s": 0.5})
+    assert base["q_offscreen"] == 1.0 and detail["q_offscreen"] == pytest.approx(0.75)  # 0.5 s of 4 s
+    assert detail["quality"] == pytest.approx(0.75 * base["quality"], abs=1e-3) and marked < clean
+    _, _, most = AVScorer(bag_of_words).score(s.audio[0], s.frames, s.fps, {**ev, "offscreen_s": 4.0})
+    assert most["q_offscreen"] == 0.5  # at most halves it
+
+
 def test_bad_input_is_a_clear_error(drum):
     s, ev = drum
     with pytest.raises(ValueError, match="finite"):

@@ -1,8 +1,8 @@
 """avalign.actions: the audio edits an agent can plan (pure signal processing).
 
-Eleven actions, named as in the plan JSON: spectral_subtraction, wiener_filter, wavelet_denoise,
-spectral_gating, speed_change, pitch_change, volume_adjust, fill_blanks, time_shift, and the two
-neural denoisers deepfilternet and rnnoise (``neural.py``: 48 kHz C runtimes from their wheels,
+Twelve actions, named as in the plan JSON: spectral_subtraction, wiener_filter, wavelet_denoise,
+spectral_gating, speed_change, pitch_change, volume_adjust, fill_blanks, time_shift,
+suppress_event (an isolated, off-screen sound: ``isolated.py``), and the two neural denoisers deepfilternet and rnnoise (``neural.py``: 48 kHz C runtimes from their wheels,
 looped over items rather than batched).
 
 Layers (torchaudio/lhotse style):
@@ -24,6 +24,7 @@ from .edits import (
     SpectralGating,
     SpectralSubtraction,
     SpeedChange,
+    SuppressEvent,
     TimeShift,
     VolumeAdjust,
     WaveletDenoise,
@@ -60,6 +61,7 @@ __all__ = [
     "SpectralGating",
     "SpectralSubtraction",
     "SpeedChange",
+    "SuppressEvent",
     "TimeShift",
     "VolumeAdjust",
     "WaveletDenoise",

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from . import blanks, denoise, level, neural, timing
+from . import blanks, denoise, isolated, level, neural, timing
 from ._checks import check_sample_rate
 from .schema import ACTION_SCHEMAS, validate_step
 
@@ -234,6 +234,25 @@ class TimeShift(Edit):
             float(t_out_s)
             - timing.shift_samples(self.shift_ms, self._sample_rate) / self._sample_rate
         )
+
+
+@dataclass
+class SuppressEvent(Edit):
+    """Brings down what sounds only within [start_s, end_s) (``isolated.suppress_event``)."""
+
+    action: ClassVar[str] = "suppress_event"
+    start_s: float = 0.0
+    end_s: float = 0.0
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.end_s <= self.start_s:
+            raise ValueError(f"suppress_event: end_s ({self.end_s}) must be after start_s ({self.start_s})")
+
+    def _apply(self, x: Tensor, sample_rate: int) -> tuple[Tensor, dict[str, list[Any]]]:
+        y, reports = isolated.suppress_event(x, sample_rate, self.start_s, self.end_s, self.strength)
+        return y, {key: [r[key] for r in reports] for key in ("bins", "removed_db", "skipped")}
 
 
 @dataclass

@@ -104,6 +104,11 @@ ACTION_SCHEMAS: dict[str, dict[str, ParamSpec]] = {
             -1000.0, 1000.0, None, "ms", "positive = audio later (delay), negative = earlier"
         ),
     },
+    "suppress_event": {
+        "start_s": _f(0.0, 600.0, None, "s", "start of the stretch that holds the unwanted sound"),
+        "end_s": _f(0.0, 600.0, None, "s", "end of that stretch"),
+        "strength": _f(0.0, 1.0, 1.0, "ratio", "share of the attenuation applied (in dB); 0 = no change"),
+    },
     "deepfilternet": {
         "atten_lim_db": _f(
             0.0, 100.0, 100.0, "dB", "most the model may attenuate; 100 = no limit, 0 = no change"
@@ -126,6 +131,10 @@ ACTION_DESCRIPTIONS: dict[str, str] = {
     "time_shift": (
         "Move the audio later (positive) or earlier (negative) against the video; "
         "fixes a constant offset."
+    ),
+    "suppress_event": (
+        "Remove a sound heard only within [start_s, end_s) (an off-screen siren, a bark): the "
+        "frequencies it alone occupies there are brought down to their level in the rest of the clip."
     ),
     "deepfilternet": (
         "Neural speech enhancement (DeepFilterNet3): strongest cleanup of noisy speech at low "
@@ -265,6 +274,15 @@ def validate_step(step: Any, index: int = 0) -> dict[str, Any]:
     if action == "fill_blanks" and out["max_gap_ms"] < out["min_gap_ms"]:
         clamped["max_gap_ms"] = {"given": out["max_gap_ms"], "used": out["min_gap_ms"]}
         out["max_gap_ms"] = out["min_gap_ms"]
+    if action == "suppress_event" and out["end_s"] <= out["start_s"]:
+        start, end = out["start_s"], out["end_s"]
+        if end < start:  # given the wrong way round
+            out["start_s"], out["end_s"] = end, start
+            clamped["start_s"] = {"given": start, "used": end}
+        else:  # an empty stretch: the shortest that means anything
+            out["end_s"] = min(600.0, start + 0.1)
+            out["start_s"] = out["end_s"] - 0.1
+        clamped["end_s"] = {"given": end, "used": out["end_s"]}
     normalised: dict[str, Any] = {"action": action, "params": out}
     if clamped:
         normalised["clamped"] = clamped

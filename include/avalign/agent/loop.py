@@ -113,14 +113,17 @@ def energy_change_db(original: np.ndarray, edited: np.ndarray) -> float:
 
 
 def scorer_evidence(audio_ev: dict[str, Any], visual_ev: dict[str, Any], frame_times: np.ndarray) -> dict[str, Any]:
-    """What av_scorer needs besides the tensors: the heard/seen phrases and frame times."""
+    """What av_scorer needs besides the tensors: the heard/seen phrases, frame times and the
+    seconds of off-screen sound (``describe.offscreen``)."""
     from avalign.describe.audio import heard_phrase
+    from avalign.describe.offscreen import offscreen_seconds
     from avalign.describe.visual import seen_phrase
 
     return {
         "heard": heard_phrase(audio_ev),
         "seen": seen_phrase(visual_ev),
         "speech_s": float(audio_ev.get("speech_s", 0.0)),
+        "offscreen_s": offscreen_seconds(audio_ev, visual_ev),
         "frame_times_s": [round(float(t), 5) for t in frame_times],
     }
 

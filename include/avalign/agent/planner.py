@@ -12,6 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from avalign.actions.schema import MAX_STEPS
+from avalign.describe.offscreen import offscreen_events
+
 # Denoisers tried in order on later cycles when the first did not pass.
 # Measured on the 8 procedural categories x white/pink/hum x 0/5/10 dB (median SI-SDR gain):
 # Wiener +6.9 dB, spectral gating +5.6, spectral subtraction +5.1, wavelet +0.7.
@@ -48,6 +51,9 @@ class PlanningContext:
         keep = ("speech_s", "snr_db", "rms_dbfs", "peak_dbfs", "silence_fraction", "clipped_fraction", "gaps")
         compact = {k: self.audio_evidence.get(k) for k in keep}
         compact["face_fraction"] = self.visual_evidence.get("face_fraction")
+        offscreen = offscreen_events(self.audio_evidence, self.visual_evidence)
+        if offscreen:  # sounds heard only then, with no change in the picture
+            compact["offscreen_sounds_s"] = [[e["start_s"], e["end_s"]] for e in offscreen]
         compact["estimated_offset_ms"] = self.before.get("offset_ms")
         compact["offset_confidence"] = self.before.get("offset_confidence")
         if self.before.get("drift_speed"):  # the audio plays this many times the picture's speed
@@ -92,6 +98,9 @@ class RulePlanner:
       The first is the speech-preserving Wiener filter (it also measured best on non-speech
       content); later cycles try spectral gating, spectral subtraction, wavelet shrinkage;
     - dropouts (short digital-silence holes inside sound) → fill_blanks;
+    - a sound heard only in one stretch, starting abruptly, on a clip without speech, while the
+      picture shows no change then (``describe.offscreen``; at its picture time when the offset
+      is confidently known) → suppress_event over that stretch (± 50 ms);
     - very quiet, or clipped at full scale → volume_adjust toward -23 LUFS with a -1 dBTP ceiling;
       a quiet clip is raised only as far as its peaks allow, so the limiter does not reshape it.
     Nothing fires → an empty plan: the clip is left untouched.
@@ -116,6 +125,17 @@ class RulePlanner:
             total = sum(d for _, d in ev["gaps"])
             plan.append({"action": "fill_blanks", "params": {}})
             why.append(f"{len(ev['gaps'])} dropout(s), {total:.2f} s of digital silence inside sound")
+
+        known, known_confidence, _ = best_offset_estimate(context)
+        known = known if known is not None and known_confidence >= self.min_offset_confidence else 0.0
+        for event in offscreen_events(ev, vis, offset_ms=known):  # looked up at its picture time
+            start, end = float(event["start_s"]), float(event["end_s"])
+            plan.append({"action": "suppress_event",
+                         "params": {"start_s": round(max(0.0, start - 0.05), 3), "end_s": round(end + 0.05, 3)}})
+            ratio = event.get("motion_ratio")
+            why.append(f"a sound heard only at {start:.2f}-{end:.2f} s ({event['low_hz']:.0f}-{event['high_hz']:.0f} Hz,"
+                       f" {event['share']:.0%} of that stretch's energy) while the picture shows no change"
+                       f" (motion x{ratio if ratio is not None else 'n/a'}) → suppress_event")
 
         offset, confidence, source = best_offset_estimate(context)
         drift = before.get("drift_speed")
@@ -166,6 +186,10 @@ class RulePlanner:
                                                                "peak_ceiling_db": -1.0}})
             why.append("clipped at full scale" if clipped else f"very quiet ({ev.get('rms_dbfs'):.0f} dBFS)")
 
+        while len(plan) > MAX_STEPS and any(st["action"] == "suppress_event" for st in plan):
+            last = max(i for i, st in enumerate(plan) if st["action"] == "suppress_event")
+            plan.pop(last)
+            why.append(f"plans hold at most {MAX_STEPS} steps: the second off-screen sound is left alone")
         if not plan and not why:
             why.append("no rule fired: the evidence shows no problem this policy can repair")
         return PlanDecision(plan=plan, rationale=why, planner=self.name)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from avalign.actions.isolated import find_isolated_events
 from avalign.describe.features import ENVELOPE_RATE, level_stats, onset_envelope
 
 SAMPLE_RATE = 16000
@@ -150,6 +151,9 @@ class AudioDescriber:
             timings["asr_s"] = time.perf_counter() - t
         levels = level_stats(x, SAMPLE_RATE)
         loudness = _lufs(x)
+        t = time.perf_counter()
+        isolated = find_isolated_events(x, SAMPLE_RATE)
+        timings["isolated_s"] = time.perf_counter() - t
         env = onset_envelope(x, SAMPLE_RATE)
         speech_env = onset_envelope(x, SAMPLE_RATE, band_hz=(300.0, 3000.0))
         duration = x.size / SAMPLE_RATE
@@ -168,6 +172,7 @@ class AudioDescriber:
             "silence_fraction": round(levels.silence_fraction, 3),
             "clipped_fraction": round(levels.clipped_fraction, 5),
             "gaps": [list(g) for g in levels.gaps],
+            "isolated_events": isolated,
             "onset_envelope": {"rate_hz": ENVELOPE_RATE, "values": np.round(env, 4).tolist()},
             "speech_onset_envelope": {"rate_hz": ENVELOPE_RATE, "values": np.round(speech_env, 4).tolist()},
             "models": self.model_versions,

@@ -8,7 +8,9 @@ Two scores in [0, 1], each a documented combination of measurements (docs/archit
 - ``alignment`` = 0.4 * semantic + 0.4 * quality + 0.2 * sync, where
   - semantic = the cosine of the MiniLM embeddings of what is heard and what is seen, rescaled
     linearly from [SEMANTIC_LOW, SEMANTIC_HIGH] to [0, 1] and clipped;
-  - quality = q_snr * q_clipping * q_dropouts * q_level (each in [0, 1]), see ``audio_quality``.
+  - quality = q_snr * q_clipping * q_dropouts * q_level (each in [0, 1]), see ``audio_quality``,
+    times q_offscreen = 1 - min(0.5, 2 * the share of the clip that carries an off-screen sound
+    (the evidence's ``offscreen_s``, from ``avalign.describe.offscreen``)).
 
 The visual side never changes within a clip; only the audio evidence is recomputed per cycle.
 """
@@ -103,6 +105,9 @@ class AVScorer:
             s_sync = min(s_sync, sync_score(SyncEstimate(mean_ms, drift.confidence, 0.0)))
 
         quality = audio_quality(x)
+        offscreen_share = float(evidence.get("offscreen_s") or 0.0) / max(x.size / SAMPLE_RATE, 1e-6)
+        quality["q_offscreen"] = 1.0 - min(0.5, 2.0 * offscreen_share)
+        quality["quality"] *= quality["q_offscreen"]
         heard = evidence.get("heard") or evidence.get("audio_description", "")
         seen = evidence.get("seen") or evidence.get("visual_description", "")
         if heard and seen:

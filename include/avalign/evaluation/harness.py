@@ -61,13 +61,17 @@ def _plan_speed(plan_json: str) -> float:
     return factor
 
 
-def _speaker_evidence(trace_uri: str | None) -> dict[str, Any]:
-    """Speech seconds and face share as the describers measured them (the same for every agent)."""
+def _trace_evidence(trace_uri: str | None) -> dict[str, Any]:
+    """Speech seconds and face share as the describers measured them (the same for every agent),
+    and the untouched clip's score components (for the calibration)."""
+    keys = ("speech_s", "face_fraction", "semantic_before", "quality_before")
     if not trace_uri:
-        return {"speech_s": None, "face_fraction": None}
-    evidence = json.loads(storage.read_bytes(trace_uri)).get("evidence", {})
+        return dict.fromkeys(keys)
+    trace = json.loads(storage.read_bytes(trace_uri))
+    evidence, before = trace.get("evidence", {}), (trace.get("scores") or {}).get("before") or {}
     return {"speech_s": (evidence.get("audio") or {}).get("speech_s"),
-            "face_fraction": (evidence.get("visual") or {}).get("face_fraction")}
+            "face_fraction": (evidence.get("visual") or {}).get("face_fraction"),
+            "semantic_before": before.get("semantic"), "quality_before": before.get("quality")}
 
 
 def _groups(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -109,7 +113,7 @@ def _per_clip(table: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
                                "alignment_before": r.alignment_before, "alignment_after": r.alignment_after,
                                "sync_before": r.sync_before,
                                "frame_ms": 1000.0 / float(mr["fps"] or 25.0)}
-        row.update(_speaker_evidence(getattr(r, "trace_uri", None)))
+        row.update(_trace_evidence(getattr(r, "trace_uri", None)))
         shift_ms = applied_shift_ms(r.plan_json) if r.outcome == "improved" else 0.0
         injected = float(mr["offset_ms"] or 0.0)
         row["offset_before_ms"] = abs(injected)
