@@ -103,7 +103,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate(args.suite, agents=tuple(args.agents), triton_url=args.triton_url,
                       out_dir=Path(args.out) if args.out else None, report_only=args.report_only,
-                      **({"workers": args.workers} if args.workers else {}))
+                      **({"workers": args.workers} if args.workers is not None else {}))
     print(Path(args.out or REPO_ROOT / "var" / "eval", "alignment.md").read_text())
     print(f"MLflow run: {report.get('mlflow_run_id')}")
     return 0
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default var/eval)")
     p.add_argument("--report-only", action="store_true",
                    help="rebuild the report from the results of an earlier run in the same folder (no Triton)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=_positive_int, default=None,
                    help="agents run side by side on this many threads after the first (default: 2, or 1 on one core)")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -266,6 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--url", default=None, help="Triton gRPC url (default: start a local server)")
     c.set_defaults(func=_cmd_models_check)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a clear usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

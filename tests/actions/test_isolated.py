@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from avalign.actions import functional as AF
+from avalign.actions import SuppressEvent
 from avalign.actions.isolated import find_isolated_events, isolated_bins
 from avalign.data.corruption import add_distractor
 from avalign.data.generator import synthesize
@@ -53,7 +54,7 @@ def test_suppression_removes_the_siren_and_leaves_the_rest_bit_identical():
     assert torch.equal(y[..., :far[0]], x[..., :far[0]]) and torch.equal(y[..., far[1]:], x[..., far[1]:])
     # strength 0 changes nothing; a span over most of the clip is refused with a reason
     same, [r0] = AF.suppress_event(x, SR, 1.45, 2.55, strength=0.0)
-    assert torch.equal(same, x) and r0["skipped"]
+    assert torch.equal(same, x) and r0["skipped"] == "strength is 0"
     whole, [r1] = AF.suppress_event(x, SR, 0.0, 3.9)
     assert torch.equal(whole, x) and "more of the clip" in r1["skipped"]
 
@@ -106,3 +107,12 @@ def test_bad_spans_are_clear_errors():
         AF.suppress_event(x, SR, 0.1, 0.5, strength=2.0)
     with pytest.raises(ValueError, match="start_s must be >= 0"):
         AF.suppress_event(x, SR, -1.0, 0.5)
+
+
+def test_silent_short_and_reversed_inputs():
+    assert find_isolated_events(np.zeros(4 * SR, dtype=np.float32), SR) == []
+    assert find_isolated_events(_with_siren(_clicks())[: SR // 2], SR) == []  # no window fits a third of it
+    with pytest.raises(ValueError, match="end_s .* must be after start_s"):
+        SuppressEvent(start_s=2.0, end_s=1.0)
+    y, [report] = AF.suppress_event(torch.zeros(1, 1, 4 * SR), SR, 1.0, 2.0)
+    assert torch.equal(y, torch.zeros(1, 1, 4 * SR)) and report["skipped"] == "no sound isolated to the span"

@@ -115,3 +115,14 @@ def test_fill_blanks_max_gap_not_below_min_gap() -> None:
         [{"action": "fill_blanks", "params": {"min_gap_ms": 300, "max_gap_ms": 100}}]
     )[0]
     assert step["params"]["max_gap_ms"] == 300.0 and "max_gap_ms" in step["clamped"]
+
+
+def test_suppress_event_span_is_put_the_right_way_round_and_never_empty() -> None:
+    [swapped] = validate_plan([{"action": "suppress_event", "params": {"start_s": 2.0, "end_s": 1.0}}])
+    assert swapped["params"] == {"start_s": 1.0, "end_s": 2.0, "strength": 1.0}
+    assert swapped["clamped"] == {"start_s": {"given": 2.0, "used": 1.0}, "end_s": {"given": 1.0, "used": 2.0}}
+    [empty] = validate_plan([{"action": "suppress_event", "params": {"start_s": 3.0, "end_s": 3.0}}])
+    assert empty["params"]["end_s"] - empty["params"]["start_s"] == pytest.approx(0.1)
+    [late] = validate_plan([{"action": "suppress_event", "params": {"start_s": 700.0, "end_s": 650.0}}])
+    assert late["clamped"]["start_s"]["given"] == 700.0  # the bound clamp's record is kept
+    assert late["params"]["end_s"] > late["params"]["start_s"]

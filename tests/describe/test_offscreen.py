@@ -19,6 +19,12 @@ def test_motion_ratio_compares_the_event_with_the_rest():
     assert motion_ratio(_visual(values), 1.0, 2.0) == 3.0
     assert motion_ratio(_visual(values), 0.0, 10.0) is None  # nothing outside
     assert motion_ratio({}, 1.0, 2.0) is None
+    only_then = np.zeros(40)
+    only_then[10:20] = 1.0
+    assert motion_ratio(_visual(only_then), 1.0, 2.0) == float("inf")  # moves only with the sound
+    assert motion_ratio(_visual(np.zeros(40)), 1.0, 2.0) is None
+    audio = {"isolated_events": [EVENT], "speech_s": 0.0, "duration_s": 4.0}
+    assert offscreen_events(audio, _visual(only_then)) == []  # explained
 
 
 def test_only_unexplained_events_on_clips_without_speech_count():

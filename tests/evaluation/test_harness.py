@@ -141,3 +141,13 @@ def test_tiny_suite_end_to_end(tmp_path, triton_server):
                  tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=lambda m: None, report_only=True)
     assert (tmp_path / "alignment.json").exists() and "| rules |" in (tmp_path / "alignment.md").read_text()
     assert report["mlflow_run_id"]
+
+
+def test_cli_workers_must_be_a_positive_integer(capsys):
+    from avalign.cli import build_parser
+
+    assert build_parser().parse_args(["evaluate", "--workers", "3"]).workers == 3
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["evaluate", "--workers", bad])
+        assert "expected an integer >= 1" in capsys.readouterr().err

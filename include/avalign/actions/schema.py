@@ -278,11 +278,13 @@ def validate_step(step: Any, index: int = 0) -> dict[str, Any]:
         start, end = out["start_s"], out["end_s"]
         if end < start:  # given the wrong way round
             out["start_s"], out["end_s"] = end, start
-            clamped["start_s"] = {"given": start, "used": end}
         else:  # an empty stretch: the shortest that means anything
             out["end_s"] = min(600.0, start + 0.1)
             out["start_s"] = out["end_s"] - 0.1
-        clamped["end_s"] = {"given": end, "used": out["end_s"]}
+        for name, before in (("start_s", start), ("end_s", end)):
+            if out[name] != before:  # keep what the planner first gave when bounds clamped it too
+                given = clamped.get(name, {}).get("given", before)
+                clamped[name] = {"given": given, "used": out[name]}
     normalised: dict[str, Any] = {"action": action, "params": out}
     if clamped:
         normalised["clamped"] = clamped

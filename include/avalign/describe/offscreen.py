@@ -18,6 +18,10 @@ off-screen, and worth removing, only when
 
 Both the planner (which plans ``suppress_event``) and the reflection scorer (which lowers the
 quality of audio that carries one) read this, so an edit that removes the event is seen to help.
+The scorer judges the audio as it stands (its own time, no offset): on a clip whose audio is
+late, an on-screen sound may count as off-screen in the score until a shift fixes the offset
+(the score then rises for both reasons); the planner, which decides what to remove, looks it up
+at its picture time when it knows the offset.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ EXPLAINED_MOTION_RATIO = 1.5
 
 
 def motion_ratio(visual_evidence: dict[str, Any], start_s: float, end_s: float) -> float | None:
-    """Mean motion energy within [start_s, end_s) over its mean elsewhere (None: not measurable)."""
+    """Mean motion energy within [start_s, end_s) over its mean elsewhere (inf: the picture moves
+    only then; None: not measurable, e.g. no motion series or a still picture throughout)."""
     motion = visual_evidence.get("motion_energy") or {}
     values = np.asarray(motion.get("values") or [], dtype=np.float64)
     rate = float(motion.get("rate_hz") or 0.0)
@@ -43,8 +48,10 @@ def motion_ratio(visual_evidence: dict[str, Any], start_s: float, end_s: float) 
     inside = (t >= start_s) & (t < end_s)
     if not inside.any() or inside.all():
         return None
-    outside = float(values[~inside].mean())
-    return float(values[inside].mean() / outside) if outside > 0 else None
+    outside, during = float(values[~inside].mean()), float(values[inside].mean())
+    if outside > 0:
+        return during / outside
+    return float("inf") if during > 0 else None  # a still picture that moves only with the sound
 
 
 def offscreen_events(audio_evidence: dict[str, Any], visual_evidence: dict[str, Any],

@@ -314,6 +314,8 @@ def evaluate(suite_name: str = "default", *, out_dir: Path | None = None, agents
         raise ValueError(f"unknown suite {suite_name!r}; choose from {sorted(SUITES)}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if not agents:
+        raise ValueError("agents must name at least one agent")
     suite = SUITES[suite_name]
     out_dir = Path(out_dir or REPO_ROOT / "var" / "eval")
     dataset = str(out_dir / f"bench-{suite_name}")
@@ -347,8 +349,9 @@ def _run_agents(agents: tuple[str, ...], manifests: list[str], manifest: pd.Data
 
     The first agent runs alone and fills the memory with the untouched clips' descriptions and
     scores (every agent asks for them first). The others then run side by side on ``workers``
-    threads, each (agent, partition) a task with its own Triton connection: while one waits on a
-    model, another applies its edits, and the server's models answer different threads at once.
+    threads, each (agent, partition) a task; each thread holds one of ``workers`` Triton
+    connections while it runs one: while one waits on a model, another applies its edits, and
+    the server's models answer different threads at once.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -359,16 +362,19 @@ def _run_agents(agents: tuple[str, ...], manifests: list[str], manifest: pd.Data
     from avalign.serving.memo import MemoizingClient
 
     tables: dict[str, dict[str, pd.DataFrame]] = {agent: {} for agent in agents}
+    lock = threading.Lock()
     with triton_client(triton_url, progress) as triton:
         client = MemoizingClient(triton)
 
         def run(agent: str, m: str, own: Any) -> None:
             run = run_partition(m, runs_uri, run_id=agent, config=config, client=own,
                                 planner=make_agent(agent, own), progress=lambda msg: None, force=True)
-            tables[agent][m] = pd.read_parquet(run.results_uri)
-            if len(tables[agent]) == len(manifests):
-                progress(f"evaluate {suite_name}: agent {agent} done ({time.perf_counter() - t0:.0f}s elapsed, "
-                         f"model calls answered from memory so far: {client.hits} of {client.hits + client.misses})")
+            table = pd.read_parquet(run.results_uri)
+            with lock:
+                tables[agent][m] = table
+                if len(tables[agent]) == len(manifests):
+                    progress(f"evaluate {suite_name}: agent {agent} done ({time.perf_counter() - t0:.0f}s elapsed, "
+                             f"model calls answered from memory so far: {client.hits} of {client.hits + client.misses})")
 
         first, rest = agents[0], agents[1:]
         for m in manifests:
@@ -378,9 +384,9 @@ def _run_agents(agents: tuple[str, ...], manifests: list[str], manifest: pd.Data
             for agent, m in tasks:
                 run(agent, m, client)
         else:
-            connections = [client] + [client.sharing(TritonClient(triton.url)) for _ in range(workers - 1)]
-            free = list(connections)
-            lock = threading.Lock()
+            extra = [TritonClient(triton.url, timeout_s=triton.timeout_s, retry_deadline_s=triton.retry_deadline_s,
+                                  max_backoff_s=triton.max_backoff_s) for _ in range(workers - 1)]
+            free = [client] + [client.sharing(connection) for connection in extra]
 
             def task(agent: str, m: str) -> None:
                 with lock:
@@ -391,9 +397,14 @@ def _run_agents(agents: tuple[str, ...], manifests: list[str], manifest: pd.Data
                     with lock:
                         free.append(own)
 
-            with ThreadPoolExecutor(workers, thread_name_prefix="eval-agent") as pool:
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="eval-agent")
+            try:
                 for future in [pool.submit(task, agent, m) for agent, m in tasks]:
                     future.result()  # re-raises the first failure
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)  # after a failure, queued tasks do not start
+                for connection in extra:
+                    connection.close()
     return {agent: _per_clip(pd.concat([tables[agent][m] for m in manifests], ignore_index=True), manifest)
             for agent in agents}
 
