@@ -75,6 +75,33 @@ def test_chunks_run_in_parallel_threads_with_the_same_result(small_chunks: None)
     assert torch.equal(parallel, serial)
 
 
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("spectral_subtraction", {"over_subtraction": [1.0, 2.0, 3.0, 4.0, 2.0]}),
+        ("wiener_filter", {"alpha": [0.9, 0.95, 0.98, 0.9, 0.95]}),
+        ("spectral_gating", {"threshold_db": [3.0, 6.0, 9.0, 6.0, 3.0]}),
+        ("speed_change", {"factor": [1.1, 0.9, 1.0, 1.05, 0.95]}),
+        ("pitch_change", {"semitones": [2.0, -3.0, 0.0, 1.0, -1.0]}),
+    ],
+)
+def test_items_on_two_threads_equal_single_clips_on_one(small_chunks: None, name: str, params: dict) -> None:
+    x = _batch()
+    fn = getattr(AF, name)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        singles = torch.cat(
+            [fn(x[i : i + 1], SR, **{k: [v[i]] for k, v in params.items()}) for i in range(x.shape[0])]
+        )
+        torch.set_num_threads(2)
+        parallel = fn(x, SR, **params)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(parallel, singles)
+
+
 def test_parallel_map_keeps_order_and_restores_threads() -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(2)

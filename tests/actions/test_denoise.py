@@ -138,6 +138,29 @@ def test_periodic_dwt_round_trips_and_numpy_matches_compiled(
     assert np.allclose(denoise.periodic_waverec(approx, details), rows, atol=1e-5)
 
 
+@pytest.mark.parametrize("win", [1, 5, 41])
+def test_lawml_compiled_gain_matches_vectorised_path(win: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    if denoise._compiled_lawml() is None:
+        pytest.skip("numba not installed: only the vectorised path runs")
+    rng = np.random.default_rng(3)
+    detail = (rng.standard_normal((3, 500)) * np.linspace(0.1, 2.0, 500)).astype(np.float32)
+    sigma2 = torch.tensor([[0.5], [0.2], [1.0]])
+    scale = torch.tensor([[1.0], [2.0], [0.0]])  # the last row: scale 0 keeps its coefficients
+    compiled = denoise._lawml_shrink(detail, win, sigma2, scale)
+    monkeypatch.setattr(denoise, "_compiled_lawml", lambda: None)
+    plain = denoise._lawml_shrink(detail, win, sigma2, scale)
+    assert np.allclose(compiled, plain, atol=1e-5, rtol=1e-5)
+    assert np.array_equal(compiled[2], detail[2])
+
+
+def test_wavelet_denoise_compiled_matches_vectorised(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = add_white_noise(speech_like(2.0).repeat(2, 1, 1), 5.0)
+    fast = denoise.wavelet_denoise(x, SR, threshold_scale=[1.0, 2.0])
+    monkeypatch.setattr(denoise, "_compiled_lawml", lambda: None)
+    plain = denoise.wavelet_denoise(x, SR, threshold_scale=[1.0, 2.0])
+    assert torch.allclose(fast, plain, atol=1e-5, rtol=0)
+
+
 def test_wavelet_scale_zero_is_identity() -> None:
     x = add_white_noise(speech_like(1.0), 10.0)[None]
     assert torch.allclose(denoise.wavelet_denoise(x, SR, threshold_scale=0.0), x, atol=1e-5)

@@ -44,6 +44,19 @@ def test_offset_lowers_sync(drum):
     assert sync < 0.3 and detail["offset_ms"] == pytest.approx(300.0, abs=40.0)
 
 
+def test_offset_lowers_alignment_through_sync(drum):
+    s, ev = drum
+    scorer = AVScorer(bag_of_words)
+    in_sync, _, base = scorer.score(s.audio[0], s.frames, s.fps, ev)
+    late, _ = apply_offset(s.audio, s.sample_rate, 300.0)
+    shifted, sync, detail = scorer.score(late[0], s.frames, s.fps, ev)
+    # the content term barely moves with an offset; the product falls with sync
+    assert detail["content"] == pytest.approx(base["content"], abs=0.05)
+    assert shifted < 0.5 * in_sync
+    expected = (0.25 * detail["semantic"] + 0.75 * detail["quality"] ** 0.5) * sync
+    assert shifted == pytest.approx(expected, abs=1e-3)
+
+
 def test_noise_lowers_alignment(drum):
     s, ev = drum
     clean, _, _ = AVScorer(bag_of_words).score(s.audio[0], s.frames, s.fps, ev)

@@ -124,14 +124,16 @@ single clips; each op still splits its rows over the torch threads."""
 def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """``[fn(item) for item in items]``; with n > 1 torch threads, n items at a time.
 
-    For work that torch's intra-op threads cannot split (numpy, pywt, scipy, numba kernels):
-    the items run on n Python threads, each doing single-threaded torch ops, and those
-    libraries release the GIL while they compute. Measured on 16 clips, 1 -> 2 threads: wavelet
-    denoising 1.65x (1.31x with the ops split instead), loudness normalisation 1.44x (1.18x).
-    Pure torch actions scale better with the ops split (1.6-1.9x against 1.35-1.45x: their
-    per-op Python overhead holds the GIL), so they do not use this. ``torch.set_num_threads``
-    is process-wide, so it is 1 while the items run and restored after (new threads take the
-    process-wide value on their first op).
+    The items run on n Python threads, each doing single-threaded torch ops; torch, numpy, pywt,
+    scipy and the numba kernels release the GIL while they compute. Splitting each op's rows over
+    torch's intra-op threads instead scales poorly here: the ops of one 10 s clip are too short
+    (FFTs of 1,250 frames, per-frame recursions) to amortise the hand-off. Measured on idle cores
+    (a 16-core host, B = 16 noisy 10 s clips, per-clip time against 1 thread), 1 -> 2 threads,
+    whole items vs split ops: Wiener 2.55x vs 1.38x, gating 2.41x vs 1.50x, wavelet 2.10x vs
+    1.68x, pitch 1.80x vs 1.16x, speed 1.72x vs 1.22x, subtraction 1.51x vs 1.16x; loudness
+    1.30x vs 1.33x. Fill-blanks (1.07x vs 1.34x) and the time shift (0.95x vs 2.07x) split their
+    ops and do not use this. ``torch.set_num_threads`` is process-wide, so it is 1 while the items
+    run and restored after (new threads take the process-wide value on their first op).
     """
     threads = torch.get_num_threads()
     if threads <= 1 or len(items) <= 1:
@@ -152,8 +154,9 @@ def cpu_chunked(*per_item_params: str, parallel_items: bool = False) -> Callable
     interact in the actions, so the result equals one call on the whole batch (batch == single
     still holds exactly). Outputs: a tensor (concatenated) or a (tensor, list) pair. CUDA
     batches and arguments that do not fit the batch (left to ``fn`` to reject) go through whole.
-    With ``parallel_items`` (actions whose work is mostly outside torch) several torch threads
-    run several chunks at a time (:func:`parallel_map`); otherwise each op uses the threads.
+    With ``parallel_items`` several torch threads run several chunks at a time, one each
+    (:func:`parallel_map`: scales better for the denoisers, speed and pitch); otherwise each op
+    splits its rows over the threads.
     """
 
     def decorate(fn: F) -> F:

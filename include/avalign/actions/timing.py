@@ -40,7 +40,7 @@ def content_length(length: int, factor: float) -> int:
     return min(length, int(math.floor((length - 1) / factor)) + 1)
 
 
-@cpu_chunked("factor")
+@cpu_chunked("factor", parallel_items=True)
 def speed_change(x: Tensor, sample_rate: int, factor: ParamLike) -> Tensor:
     """Play audio ``factor`` times faster (pitch moves with it, like a tape), same length.
 
@@ -176,7 +176,7 @@ def _phase_vocoder(frames: Tensor, stretch: float) -> Tensor:
     return torch.view_as_complex(out)
 
 
-@cpu_chunked("semitones")
+@cpu_chunked("semitones", parallel_items=True)
 def pitch_change(x: Tensor, sample_rate: int, semitones: ParamLike) -> Tensor:
     """Shift pitch by ``semitones`` (positive = higher) without changing tempo or length.
 

@@ -194,7 +194,8 @@ def align_decoded(clip: DecodedClip, *, client, planner: Planner, config: AlignC
         record.audio_description = edited_desc.text
         record.seconds = time.perf_counter() - t0
         context.feedback.append(CycleFeedback(cycle, decision.plan, scores.alignment, scores.sync, scores.detail))
-        if config.passes(scores.alignment, scores.sync, scores.detail.get("offset_ms") is not None):
+        if config.passes(scores.alignment, scores.sync, scores.detail.get("offset_ms") is not None,
+                         scores.detail.get("content")):
             break
 
     scored = [r for r in records if r.alignment is not None]

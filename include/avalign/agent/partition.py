@@ -201,7 +201,7 @@ def process_clip(record: dict[str, Any], stage: str, *, client, planner: Planner
             "offset_est_before_ms": run.before.get("offset_ms"), "offset_est_after_ms": run.after.get("offset_ms"),
         })
         row["passed"] = config.passes(row["alignment_after"], row["sync_after"],
-                                      run.after.get("offset_ms") is not None)
+                                      run.after.get("offset_ms") is not None, run.after.get("content"))
         row["improved_or_passed"] = bool(run.outcome == "improved" or row["passed"])
         seconds = time.perf_counter() - t0
         trace = trace_document(clip_id, run, model_versions=model_versions, config=config,
