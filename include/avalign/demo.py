@@ -38,9 +38,9 @@ def build_sample(dataset: Path, *, partitions: int, clips: int, progress: Callab
 
 def mlflow_run_for(tracking_uri: str, rebuild_id: str) -> str | None:
     """The parent MLflow run logged for this rebuild id (the DAG logs params.run_id)."""
-    from mlflow.tracking import MlflowClient
+    from avalign.tracking.runs import mlflow_client
 
-    client = MlflowClient(tracking_uri)
+    client = mlflow_client(tracking_uri)
     exp = client.get_experiment_by_name("av_align")
     if exp is None:
         return None

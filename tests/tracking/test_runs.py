@@ -230,3 +230,31 @@ def test_default_tracking_uri(monkeypatch):
     assert Path(uri[len("sqlite:///") :]).parent.is_dir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
     assert default_tracking_uri() == "http://mlflow:5000"
+
+
+_START_TOGETHER = """
+import sys, time
+from avalign.tracking.runs import mlflow_client
+start = float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+client = mlflow_client(sys.argv[1])
+print(len(client.search_experiments()))
+"""
+
+
+def test_processes_starting_together_on_a_fresh_sqlite_store_all_succeed(tmp_path):
+    """Without the store lock, 4 of 6 such processes failed on MLflow's schema migrations."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    start = time.time() + 10.0  # after every interpreter has imported mlflow
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-c", _START_TOGETHER, uri, str(start)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in outs]
+    assert all(out.strip() == "1" for out, _ in outs)  # the store works: its Default experiment

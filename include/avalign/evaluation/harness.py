@@ -439,9 +439,11 @@ def _log(report: dict[str, Any], out_dir: Path, tracking_uri: str | None) -> str
     """One MLflow run in experiment ``av_eval`` with the headline metrics and both reports."""
     import mlflow
 
-    from avalign.tracking.runs import default_tracking_uri
+    from avalign.tracking.runs import default_tracking_uri, ensure_store
 
-    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
+    tracking_uri = tracking_uri or default_tracking_uri()
+    ensure_store(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("av_eval")
     with mlflow.start_run(run_name=f"evaluate {report['suite']}") as run:
         mlflow.log_params({"suite": report["suite"], "agents": ",".join(report["agents"]), "clips": report["clips"]})

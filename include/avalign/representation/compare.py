@@ -113,12 +113,9 @@ def _tracking_uri(spec: ComparisonSpec) -> str:
 
 
 def _client(spec: ComparisonSpec):
-    from avalign.tracking.runs import _quiet_mlflow
+    from avalign.tracking.runs import mlflow_client
 
-    _quiet_mlflow()
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=_tracking_uri(spec))
+    return mlflow_client(_tracking_uri(spec))
 
 
 # --------------------------------------------------------------------------------------------

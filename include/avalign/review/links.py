@@ -86,11 +86,11 @@ class MlflowLinks:
         return found
 
     def _lookup(self, rebuild_id: str) -> dict[str, str]:
-        from mlflow.tracking import MlflowClient
+        from avalign.tracking.runs import mlflow_client
 
         if "'" in rebuild_id:
             return {}
-        client = MlflowClient(tracking_uri=self.tracking_uri)
+        client = mlflow_client(self.tracking_uri)
         exp = client.get_experiment_by_name(self.experiment)
         if exp is None:
             return {}

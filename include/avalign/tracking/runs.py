@@ -70,6 +70,58 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
+def mlflow_client(tracking_uri: str):
+    """An ``MlflowClient`` on ``tracking_uri`` whose store exists (see :func:`ensure_store`)."""
+    _quiet_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    with _store_lock(tracking_uri):
+        client = MlflowClient(tracking_uri=tracking_uri)
+        client.search_experiments(max_results=1)  # creates and migrates a fresh store, inside the lock
+    return client
+
+
+def ensure_store(tracking_uri: str) -> None:
+    """Create a fresh SQLite store once, however many processes start on it together.
+
+    MLflow builds a new SQLite store by running its schema migrations on first use. Two processes
+    doing that at once (two backfill days logging to one fresh ``mlflow.db``) fail with
+    "table ... already exists" or "duplicate column name" and leave the schema half-migrated, so
+    every later attempt fails too (measured: 4 of 6 processes started together on a fresh store).
+    An exclusive lock on ``<db>.lock`` around the first use serialises it; other stores (a server,
+    PostgreSQL) are left alone.
+    """
+    mlflow_client(tracking_uri)
+
+
+class _store_lock:
+    """Exclusive ``flock`` on ``<db>.lock`` next to a ``sqlite:///`` store; a no-op otherwise."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.path: Path | None = None
+        if tracking_uri.startswith("sqlite:///"):
+            db = Path(tracking_uri[len("sqlite:///") :])
+            self.path = db.with_name(db.name + ".lock")
+        self._handle: Any = None
+
+    def __enter__(self) -> "_store_lock":
+        if self.path is not None:
+            import fcntl
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a")  # noqa: SIM115 - closed in __exit__
+            fcntl.flock(self._handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            import fcntl
+
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
 def log_rebuild(
     tracking_uri: str,
     *,
@@ -88,10 +140,7 @@ def log_rebuild(
     """
     from avalign.errors import StorageError
 
-    _quiet_mlflow()
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = mlflow_client(tracking_uri)
     experiment_id = _experiment_id(client, experiment, tracking_uri)
     parent = client.create_run(
         experiment_id,
