@@ -28,6 +28,7 @@ CASES = {
     "volume_adjust": lambda x, p: AF.volume_adjust(x, SR, p["lufs"]),
     "fill_blanks": lambda x, p: AF.fill_blanks(x, SR)[0],
     "time_shift": lambda x, p: AF.time_shift(x, SR, p["shift"]),
+    "suppress_event": lambda x, p: AF.suppress_event(x, SR, p["ev_start"], p["ev_end"], p["ev_strength"])[0],
 }
 PARAMS = {
     "a": [1.0, 2.0, 3.0, 4.0],
@@ -38,6 +39,9 @@ PARAMS = {
     "semi": [2.0, -3.0, 0.0, 2.0],
     "lufs": [-23.0, -12.0, -30.0, -23.0],
     "shift": [10.0, -25.5, 0.0, 300.0],
+    "ev_start": [0.5, 1.0, 1.2, 0.3],
+    "ev_end": [1.0, 1.6, 2.0, 0.9],
+    "ev_strength": [1.0, 0.5, 1.0, 0.8],
 }
 
 

@@ -34,6 +34,7 @@ ACTIONS = {
     "volume_adjust": lambda x: AF.volume_adjust(x, SR, -23.0),
     "fill_blanks": lambda x: AF.fill_blanks(x, SR)[0],
     "time_shift": lambda x: AF.time_shift(x, SR, 123.0),
+    "suppress_event": lambda x: AF.suppress_event(x, SR, 3.0, 3.5)[0],
 }
 
 

@@ -117,3 +117,18 @@ def test_parallel_map_keeps_order_and_restores_threads() -> None:
     finally:
         torch.set_num_threads(before)
     assert parallel_map(lambda v: v + 1, [1, 2]) == [2, 3]  # one thread: a plain loop
+
+
+def test_suppress_event_chunked_on_two_threads_keeps_items_and_reports(small_chunks: None) -> None:
+    x = _batch()
+    starts, ends = [0.2, 0.3, 0.1, 0.4, 0.25], [0.5, 0.6, 0.45, 0.7, 0.5]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        singles = [AF.suppress_event(x[i : i + 1], SR, starts[i], ends[i]) for i in range(5)]
+        torch.set_num_threads(2)
+        batch, reports = AF.suppress_event(x, SR, starts, ends)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(batch, torch.cat([y for y, _ in singles]))
+    assert reports == [rep for _, [rep] in singles]

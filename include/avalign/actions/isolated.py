@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_batch, check_sample_rate, per_item
+from ._checks import check_batch, check_sample_rate, cpu_chunked, per_item
 from .spectral import istft_frames, stft_config, stft_frames
 
 EXCESS_DB = 12.0
@@ -146,6 +146,7 @@ def find_isolated_events(audio: np.ndarray | Tensor, sample_rate: int, *,
     return found
 
 
+@cpu_chunked("start_s", "end_s", "strength", parallel_items=True)  # a whole batch in one STFT: 3x slower per clip
 def suppress_event(x: Tensor, sample_rate: int, start_s: Any, end_s: Any, strength: Any = 1.0, *,
                    excess_db: float = EXCESS_DB) -> tuple[Tensor, list[dict[str, Any]]]:
     """Remove what sounds only within [start_s, end_s) of each item of ``x`` (B, C, T).
