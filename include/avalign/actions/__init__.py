@@ -11,9 +11,11 @@ Layers (torchaudio/lhotse style):
 - ``schema``: typed parameter specs, the catalogue text for a planner, plan validation;
 - ``registry``: ``build_edit`` and ``apply_plan`` (validate, apply to the original, guard peaks).
 
-This package imports nothing from avalign.agent, avalign.serving or avalign.data.
+This package imports nothing from avalign.agent, avalign.serving or avalign.data. Importing it
+tunes glibc's allocator to keep freed buffers (``_allocator``: the actions ran ~2x faster).
 """
 
+from ._allocator import keep_freed_memory
 from .edits import (
     EDIT_TYPES,
     DeepFilterNet,
@@ -72,3 +74,5 @@ __all__ = [
     "plan_warnings",
     "validate_plan",
 ]
+
+keep_freed_memory()
