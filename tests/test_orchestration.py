@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from avalign.orchestration import REPO_ROOT, airflow_env, backfill_command
 
 
@@ -35,4 +37,7 @@ def test_backfill_command_rebuilds_completed_dates():
     assert args[args.index("--dag-id") + 1] == "av_align"
     assert args[args.index("--reprocess-behavior") + 1] == "completed"
     assert args[args.index("--dag-run-conf") + 1] == '{"dataset_uri": "s3://b/ds"}'
+    assert args[args.index("--max-active-runs") + 1] == "1"  # one date at a time: the latest publishes last
     assert args[-1] == "--dry-run"
+    with pytest.raises(ValueError, match="max_active_runs"):
+        backfill_command("2026-01-01", "2026-01-03", max_active_runs=0)

@@ -113,14 +113,21 @@ def run_dag_test(conf: Mapping[str, Any], env: Mapping[str, str], *, dag_id: str
 
 
 def backfill_command(from_date: str, to_date: str, conf: Mapping[str, Any] | None = None, *,
-                     dag_id: str = DAG_ID, reprocess: str = "completed", dry_run: bool = False) -> list[str]:
+                     dag_id: str = DAG_ID, reprocess: str = "completed", max_active_runs: int = 1,
+                     dry_run: bool = False) -> list[str]:
     """The ``airflow backfill create`` arguments that rebuild the runs of past dates.
 
     Airflow 3 backfills are executed by the scheduler: the command only creates the runs.
     ``reprocess="completed"`` re-runs dates that already have a successful run (a rebuild).
+    ``max_active_runs=1``: the dates run one at a time, oldest first. Every run publishes to the
+    same partition pointers, so the latest date must publish last; a backfill's own limit is
+    independent of the DAG's ``max_active_runs`` (Airflow's default for a backfill lets 10 run
+    at once, and then whichever date finishes last wins the pointer).
     """
+    if isinstance(max_active_runs, bool) or not isinstance(max_active_runs, int) or max_active_runs < 1:
+        raise ValueError(f"max_active_runs must be an integer >= 1, got {max_active_runs!r}")
     args = ["backfill", "create", "--dag-id", dag_id, "--from-date", from_date, "--to-date", to_date,
-            "--reprocess-behavior", reprocess]
+            "--reprocess-behavior", reprocess, "--max-active-runs", str(max_active_runs)]
     if conf:
         args += ["--dag-run-conf", json.dumps(dict(conf))]
     if dry_run:

@@ -112,7 +112,11 @@ def test_backfill_rebuilds_each_past_day(scheduler_env, triton_server, tmp_path)
     with sqlite3.connect(db_path) as db:
         pools = {pool for (pool,) in db.execute("select distinct pool from task_instance"
                                                 " where task_id = 'align_partition'")}
+        spans = db.execute("select start_date, end_date from dag_run where run_type = 'backfill'"
+                           " order by logical_date").fetchall()
     assert pools == {"triton"}
+    # one date at a time, oldest first (backfill_command's --max-active-runs 1): the latest publishes last
+    assert spans[1][0] >= spans[0][1], spans
     pointer = json.loads((out / "published" / f"{PARTITION}.json").read_text())
     first, last = (f"backfill__{d}T00_00_00_00_00" for d in (DATES[0], DATES[-1]))
     fingerprints = [_fingerprint(out / "runs" / run / PARTITION / "results.parquet") for run in (first, last)]
