@@ -145,7 +145,7 @@ def test_llm_planner_on_a_random_model_falls_back_to_rules(planner_server):
 @pytest.mark.triton
 def test_vllm_face_sends_guided_greedy_requests_and_joins_the_stream(planner_server):
     decision = LLMPlanner(_Routed(planner_server, model="planner_bls"), max_new_tokens=100).plan(_context())
-    assert decision.planner == "llm" and decision.fallback_reason is None
+    assert decision.planner == "llm" and decision.fallback_reason is None, decision.rationale
     assert decision.plan == [{"action": "time_shift", "params": {"shift_ms": -120.0}}]
     seen = next(line for line in decision.rationale if line.startswith("llm: guided="))
     assert "guided=True temperature=0.0 max_tokens=100 exclude=True stream=False" in seen
