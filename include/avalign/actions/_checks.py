@@ -131,8 +131,8 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     (a 16-core host, B = 16 noisy 10 s clips, per-clip time against 1 thread), 1 -> 2 threads,
     whole items vs split ops: Wiener 2.55x vs 1.38x, gating 2.41x vs 1.50x, wavelet 2.10x vs
     1.68x, pitch 1.80x vs 1.16x, speed 1.72x vs 1.22x, subtraction 1.51x vs 1.16x; loudness
-    1.30x vs 1.33x. Fill-blanks (1.07x vs 1.34x) and the time shift (0.95x vs 2.07x) split their
-    ops and do not use this. ``torch.set_num_threads`` is process-wide, so it is 1 while the items
+    1.30x vs 1.33x. The time shift (0.95x vs 2.07x) splits its ops instead; fill blanks maps only
+    its per-item numpy search through here. ``torch.set_num_threads`` is process-wide, so it is 1 while the items
     run and restored after (new threads take the process-wide value on their first op).
     """
     threads = torch.get_num_threads()

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._jit import numba_compile
+
 
 def sliding_min(x: Tensor, width: int) -> Tensor:
     """Minimum over the centred window of odd ``width`` along the last dim (edges: what exists)."""
@@ -115,11 +117,7 @@ def _running_min_loops(x, width, out):  # type: ignore[no-untyped-def]
 @functools.lru_cache(maxsize=1)
 def _compiled_running_min():  # type: ignore[no-untyped-def]
     """``_running_min_loops`` compiled by numba (cached on disk), or None without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(_running_min_loops)
+    return numba_compile(_running_min_loops, error_model="numpy")
 
 
 def moving_mean(x: Tensor, width: int) -> Tensor:

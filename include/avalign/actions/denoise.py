@@ -30,6 +30,7 @@ from torch import Tensor
 
 from ._checks import ParamLike, check_batch, check_sample_rate, cpu_chunked, per_item
 from ._filters import moving_mean, running_min
+from ._jit import numba_compile
 from .noise import minimum_bias, noise_frames, smooth_frames, window_frames
 from .spectral import StftConfig, istft_frames, stft_config, stft_frames
 
@@ -85,11 +86,7 @@ def _power_loops(parts, out):  # type: ignore[no-untyped-def]
 @lru_cache(maxsize=1)
 def _compiled_power() -> Callable[..., None] | None:
     """``_power_loops`` compiled by numba (cached on disk), or None without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(_power_loops)
+    return numba_compile(_power_loops, error_model="numpy")
 
 
 @cpu_chunked("over_subtraction", "floor", parallel_items=True)
@@ -259,11 +256,7 @@ def _wiener_loops(spec, power, noise, alpha, xi_min, eps):  # type: ignore[no-un
 @lru_cache(maxsize=1)
 def _compiled_wiener() -> Callable[..., None] | None:
     """``_wiener_loops`` compiled by numba (cached on disk), or None without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")(_wiener_loops)
+    return numba_compile(_wiener_loops, fastmath=True, error_model="numpy")
 
 
 def _decision_directed_cpu(prior_weight: Tensor, ml_term: Tensor, floor: Tensor) -> Tensor:
@@ -322,11 +315,7 @@ def _recursion_loops(pw: np.ndarray, ml: np.ndarray, lower: np.ndarray, gains: n
 @lru_cache(maxsize=1)
 def _compiled_recursion() -> Callable[..., None] | None:
     """``_recursion_loops`` compiled by numba (cached on disk), or None without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True, nogil=True)(_recursion_loops)
+    return numba_compile(_recursion_loops)
 
 
 _GATE_SUPPORT = 0.25
@@ -583,11 +572,7 @@ def _lawml_loops(d, win, sigma2, noise, out):  # type: ignore[no-untyped-def]
 @lru_cache(maxsize=1)
 def _compiled_lawml() -> Callable[..., None] | None:
     """``_lawml_loops`` compiled by numba (cached on disk), or None without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(_lawml_loops)
+    return numba_compile(_lawml_loops, error_model="numpy")
 
 
 @lru_cache(maxsize=1)
@@ -722,9 +707,7 @@ def _idwt_level_numpy(
 @lru_cache(maxsize=1)
 def _compiled_dwt() -> tuple[Callable[..., None], Callable[..., None]] | None:
     """The two DWT level loops compiled by numba (cached on disk), or None without numba."""
-    try:
-        import numba
-    except ImportError:
+    forward = numba_compile(_dwt_level_loops, fastmath=True, error_model="numpy")
+    if forward is None:
         return None
-    jit = numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-    return jit(_dwt_level_loops), jit(_idwt_level_loops)
+    return forward, numba_compile(_idwt_level_loops, fastmath=True, error_model="numpy")

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._jit import numba_compile
+
 FRAME_SECONDS = 0.032
 
 
@@ -184,11 +186,7 @@ def _synthesis_loops(frames, window, inverse, hop, start, out):  # type: ignore[
 @lru_cache(maxsize=1)
 def _compiled_synthesis():  # type: ignore[no-untyped-def]
     """``_synthesis_loops`` compiled by numba (cached on disk), or None without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")(_synthesis_loops)
+    return numba_compile(_synthesis_loops, fastmath=True, error_model="numpy")
 
 
 def istft(spec: Tensor, cfg: StftConfig, length: int) -> Tensor:

@@ -75,7 +75,14 @@ def mlflow_client(tracking_uri: str):
     _quiet_mlflow()
     from mlflow.tracking import MlflowClient
 
-    with _store_lock(tracking_uri):
+    db = _sqlite_path(tracking_uri)
+    if db is None:  # a server or another database creates its own schema
+        return MlflowClient(tracking_uri=tracking_uri)
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         client = MlflowClient(tracking_uri=tracking_uri)
         client.search_experiments(max_results=1)  # creates and migrates a fresh store, inside the lock
     return client
@@ -94,32 +101,10 @@ def ensure_store(tracking_uri: str) -> None:
     mlflow_client(tracking_uri)
 
 
-class _store_lock:
-    """Exclusive ``flock`` on ``<db>.lock`` next to a ``sqlite:///`` store; a no-op otherwise."""
-
-    def __init__(self, tracking_uri: str) -> None:
-        self.path: Path | None = None
-        if tracking_uri.startswith("sqlite:///"):
-            db = Path(tracking_uri[len("sqlite:///") :])
-            self.path = db.with_name(db.name + ".lock")
-        self._handle: Any = None
-
-    def __enter__(self) -> "_store_lock":
-        if self.path is not None:
-            import fcntl
-
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a")  # noqa: SIM115 - closed in __exit__
-            fcntl.flock(self._handle, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            import fcntl
-
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, else None."""
+    prefix = "sqlite:///"
+    return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
 
 
 def log_rebuild(
@@ -354,10 +339,8 @@ def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
 
     Without it MLflow would put artifacts under ``./mlruns`` of whatever the working folder is.
     """
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///") :])
-        return (db.parent / "artifacts" / experiment).resolve().as_uri()
-    return None
+    db = _sqlite_path(tracking_uri)
+    return None if db is None else (db.parent / "artifacts" / experiment).resolve().as_uri()
 
 
 def _log_batch(client, run_id: str, *, params=None, metrics=None, tags=None) -> None:
