@@ -17,7 +17,8 @@ the injected dropouts it finds and how close the fill's level is to what was los
 
 Timing: "single" is the median wall time of one call on one (1, 1, T) clip over every input
 (and ``repeats`` passes); "batched" is one call on B = 16 clips divided by 16 (median over
-``repeats``), also with 2 threads for the thread speed-up. The neural denoisers are a loop over
+``repeats``; each batched call follows a pass of single calls on the same 16 clips, so both
+see the same load), also with 2 threads for the thread speed-up. The neural denoisers are a loop over
 items (their C runtimes are single-stream), so they have no batched figure. A warm-up call
 precedes every timing (lazy tables, numba caches).
 
@@ -718,13 +719,20 @@ def _bench_batching(
         progress(f"  batched {name}")
         result: dict[str, Any] = {}
         fn(x[:1])
-        singles = [_timed(lambda i=i: fn(x[i : i + 1]))[1] for i in range(x.shape[0])]
-        for threads in (1, 2):
+        for threads in (2, 1):  # warm-up, the thread pool included
             torch.set_num_threads(threads)
             fn(x)
-            times = [_timed(lambda: fn(x))[1] for _ in range(settings.repeats)]
-            result[f"ms_per_clip_{threads}_thread"] = statistics.median(times) * 1000 / x.shape[0]
-        torch.set_num_threads(1)
+        # singles and batches alternate, so both see the same load on a shared machine
+        singles: list[float] = []
+        times: dict[int, list[float]] = {1: [], 2: []}
+        for _ in range(settings.repeats):
+            singles.extend(_timed(lambda i=i: fn(x[i : i + 1]))[1] for i in range(x.shape[0]))
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                times[threads].append(_timed(lambda: fn(x))[1])
+            torch.set_num_threads(1)
+        for threads, measured in times.items():
+            result[f"ms_per_clip_{threads}_thread"] = statistics.median(measured) * 1000 / x.shape[0]
         one, two = result["ms_per_clip_1_thread"], result["ms_per_clip_2_thread"]
         out[name] = {
             "batch": int(x.shape[0]),

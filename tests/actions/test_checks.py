@@ -57,6 +57,32 @@ def test_tuple_outputs_are_concatenated(small_chunks: None) -> None:
     assert report == ["item x1.0", "item x2.0", "item x3.0", "item x4.0", "item x5.0"]
 
 
+def test_functions_with_out_write_each_chunk_into_the_result(small_chunks: None) -> None:
+    calls: list[int] = []
+
+    @cpu_chunked("gain")
+    def scaled(x: torch.Tensor, sample_rate: int, gain: float | list[float] = 1.0, *, out=None):
+        calls.append(x.shape[0])
+        out = torch.empty_like(x) if out is None else out
+        return torch.mul(x, torch.tensor(per_item(gain, x.shape[0], "gain")).view(-1, 1, 1), out=out)
+
+    x = torch.ones(5, 1, SR)
+    y = scaled(x, SR, gain=[1.0, 2.0, 3.0, 4.0, 5.0])
+    assert calls == [2, 2, 1] and y[:, 0, 0].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    given = torch.zeros_like(x)
+    assert scaled(x, SR, gain=2.0, out=given) is given and bool((given == 2.0).all())
+
+
+def test_speed_change_into_out_equals_a_fresh_result(small_chunks: None) -> None:
+    x = _batch()
+    factors = [1.1, 0.9, 1.0, 1.05, 0.95]
+    given = torch.full_like(x, 7.0)
+    assert AF.speed_change(x, SR, factors, out=given) is given
+    assert torch.equal(given, AF.speed_change(x, SR, factors))
+    with pytest.raises(ValueError, match="out must be a contiguous tensor like x"):
+        AF.speed_change(x, SR, 1.1, out=torch.empty(5, 1, 10))
+
+
 def test_chunks_run_in_parallel_threads_with_the_same_result(small_chunks: None) -> None:
     x = _batch()
     serial = AF.wavelet_denoise(x, SR)  # parallel_items: one thread per chunk

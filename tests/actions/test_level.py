@@ -7,6 +7,7 @@ import pyloudnorm
 import pytest
 import torch
 
+from avalign.actions import level
 from avalign.actions.level import integrated_loudness, limit_true_peak, true_peak, volume_adjust
 
 from .conftest import SR, speech_like, tone
@@ -67,3 +68,16 @@ def test_true_peak_above_a_floor_is_exact_where_it_matters() -> None:
     above = _true_peak_above(x, floor)
     assert torch.equal(above[1:], exact[1:])  # above the floor: exact
     assert float(above[0]) <= float(floor[0])  # below it: no more than the floor
+
+
+def test_compiled_weighted_energy_equals_sosfilt(monkeypatch: pytest.MonkeyPatch) -> None:
+    if level._compiled_energy() is None:
+        pytest.skip("numba is not installed")
+    x = torch.randn(3, 2, 20000, generator=torch.Generator().manual_seed(2)) * 0.3
+    for sample_rate in (16000, 48000):
+        compiled = level.block_energies(x, sample_rate)
+        monkeypatch.setattr(level, "_compiled_energy", lambda: None)
+        reference = level.block_energies(x, sample_rate)
+        monkeypatch.undo()
+        assert compiled.dtype == torch.float64
+        assert torch.allclose(compiled, reference, rtol=1e-9, atol=0.0)

@@ -154,6 +154,8 @@ def cpu_chunked(*per_item_params: str, parallel_items: bool = False) -> Callable
     interact in the actions, so the result equals one call on the whole batch (batch == single
     still holds exactly). Outputs: a tensor (concatenated) or a (tensor, list) pair. CUDA
     batches and arguments that do not fit the batch (left to ``fn`` to reject) go through whole.
+    When ``fn`` takes an ``out`` tensor (the shape of ``x``), each chunk is written into its
+    rows of it (allocated here unless the caller passed one) instead of being copied there.
     With ``parallel_items`` several torch threads run several chunks at a time, one each
     (:func:`parallel_map`: scales better for the denoisers, speed and pitch); otherwise each op
     splits its rows over the threads.
@@ -180,11 +182,20 @@ def cpu_chunked(*per_item_params: str, parallel_items: bool = False) -> Callable
                     if len(value) != b:
                         return fn(*args, **kwargs)
             starts = list(range(0, b, per_call))
+            # an ``fn`` with an ``out`` argument writes each chunk straight into its rows of the
+            # result (speed_change: the copy of every part into the result was ~5 % of its time)
+            out: Tensor | None = None
+            if "out" in signature.parameters:
+                out = bound.arguments.get("out")
+                if out is None:
+                    out = x.new_empty(x.shape)
             chunks = []
             for start in starts:
                 stop = min(b, start + per_call)
                 chunk = dict(bound.arguments)
                 chunk["x"] = x[start:stop]
+                if out is not None:
+                    chunk["out"] = out[start:stop]
                 for name in per_item_params:
                     value = chunk.get(name)
                     if isinstance(value, Tensor) and value.dim() > 0:
@@ -199,7 +210,7 @@ def cpu_chunked(*per_item_params: str, parallel_items: bool = False) -> Callable
             # each part goes into one preallocated output as soon as it exists, rather than all
             # parts kept alive and concatenated (a second copy of the batch into fresh memory:
             # measured 4 ms for 16 clips, a third of speed_change's batched time)
-            out: Tensor | None = None
+            written = out is not None
             reports: list[Any] = []
             pairs = False
             for start, part in zip(starts, parts, strict=True):
@@ -207,6 +218,8 @@ def cpu_chunked(*per_item_params: str, parallel_items: bool = False) -> Callable
                     pairs = True
                     part, report = part
                     reports.extend(report)
+                if written:
+                    continue
                 if out is None:
                     out = part.new_empty((b, *part.shape[1:]))
                 out[start : start + part.shape[0]] = part

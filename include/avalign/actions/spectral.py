@@ -1,6 +1,6 @@
 """One STFT convention for every spectral action: Hann window, 75 % overlap, ~32 ms frames.
 
-At 16 kHz this is n_fft 512 / hop 128. Keeping a single convention means the shared noise
+At 16 kHz this is n_fft 512 / hop 128 (the Wiener filter alone uses 50 % overlap, hop 256). Keeping a single convention means the shared noise
 estimate (``noise.py``), the denoisers and the phase vocoder all see the same frames.
 ``istft(stft(x))`` reproduces ``x`` (COLA Hann, ``center=True``), and signals shorter than one
 frame are zero-padded first so any T >= 1 works.
@@ -50,10 +50,17 @@ class StftConfig:
         return sample_rate / self.hop
 
 
-def stft_config(sample_rate: int) -> StftConfig:
-    """Power-of-two frame of about 32 ms (512 at 16 kHz, 1024 at 44.1/48 kHz), hop n_fft/4."""
+OVERLAPS = (2, 4)
+"""Frames per window length the actions use: 4 (75 %, the default) or 2 (50 %, Wiener's)."""
+
+
+def stft_config(sample_rate: int, overlap: int = 4) -> StftConfig:
+    """Power-of-two frame of about 32 ms (512 at 16 kHz, 1024 at 44.1/48 kHz), hop n_fft /
+    ``overlap`` (4: 75 % overlap, 2: 50 %; the noise estimate is calibrated for both)."""
+    if overlap not in OVERLAPS:
+        raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap}")
     n_fft = 2 ** max(6, round(math.log2(FRAME_SECONDS * sample_rate)))
-    return StftConfig(n_fft=n_fft, hop=n_fft // 4)
+    return StftConfig(n_fft=n_fft, hop=n_fft // overlap)
 
 
 def stft_frames(x: Tensor, cfg: StftConfig) -> Tensor:

@@ -41,7 +41,9 @@ def content_length(length: int, factor: float) -> int:
 
 
 @cpu_chunked("factor", parallel_items=True)
-def speed_change(x: Tensor, sample_rate: int, factor: ParamLike) -> Tensor:
+def speed_change(
+    x: Tensor, sample_rate: int, factor: ParamLike, *, out: Tensor | None = None
+) -> Tensor:
     """Play audio ``factor`` times faster (pitch moves with it, like a tape), same length.
 
     Output sample n is the input at n * factor (band-limited, anti-aliased when factor > 1); a
@@ -54,18 +56,30 @@ def speed_change(x: Tensor, sample_rate: int, factor: ParamLike) -> Tensor:
         x: (B, C, T) float audio.
         sample_rate: Hz (used for the tail fade).
         factor: > 0 per item; 1.0 returns an exact copy.
+        out: optional tensor of ``x``'s shape, dtype and device to write the result into.
     """
     check_batch(x)
     sample_rate = check_sample_rate(sample_rate)
     b, c, t = x.shape
     factors = per_item(factor, b, "factor", minimum=0.0, exclusive_minimum=True)
+    if out is None:
+        out = torch.empty_like(x)
+    elif (out.shape, out.dtype, out.device) != (x.shape, x.dtype, x.device) or not out.is_contiguous():
+        raise ValueError(
+            f"out must be a contiguous tensor like x ({tuple(x.shape)}, {x.dtype}, {x.device}), "
+            f"got {tuple(out.shape)}, {out.dtype}, {out.device}"
+        )
     plan = groups(factors)
-    out = None if len(plan) == 1 and 1.0 not in plan else x.clone()  # one group: y is the output
     for value, items in plan.items():
+        whole = len(items) == b
         if value == 1.0:
+            if whole:
+                out.copy_(x)
+            else:
+                out[items] = x[items]
             continue
         n = content_length(t, value)
-        rows = (x if len(items) == b else x[items]).reshape(-1, t)
+        rows = (x if whole else x[items]).reshape(-1, t)
         cutoff = ROLLOFF * min(1.0, 1.0 / value)
         fraction = as_small_fraction(value)
         if fraction is not None:  # 1.1 = 11/10: one polyphase conv, same kernel
@@ -77,12 +91,13 @@ def speed_change(x: Tensor, sample_rate: int, factor: ParamLike) -> Tensor:
             fade = min(n, max(1, int(round(SPEED_TAIL_FADE_S * sample_rate))))
             ramp = 0.5 * (1 + torch.cos(torch.linspace(0, math.pi, fade, device=x.device)))
             y[:, n - fade :] *= ramp.to(y.dtype)
-            y = torch.nn.functional.pad(y, (0, t - n))
-        y = y.reshape(len(items), c, t).to(x.dtype)
-        if out is None:
-            return y
-        out[items] = y
-    return out  # type: ignore[return-value]
+        if whole:  # straight into the result: the silent tail is zeroed, no padded copy
+            target = out.view(-1, t)
+            target[:, :n] = y
+            target[:, n:] = 0.0
+        else:
+            out[items] = torch.nn.functional.pad(y, (0, t - n)).reshape(len(items), c, t).to(x.dtype)
+    return out
 
 
 LOCK_BINS = 2
