@@ -1,9 +1,11 @@
 """One STFT convention for every spectral action: Hann window, 75 % overlap, ~32 ms frames.
 
-At 16 kHz this is n_fft 512 / hop 128 (the Wiener filter alone uses 50 % overlap, hop 256). Keeping a single convention means the shared noise
-estimate (``noise.py``), the denoisers and the phase vocoder all see the same frames.
-``istft(stft(x))`` reproduces ``x`` (COLA Hann, ``center=True``), and signals shorter than one
-frame are zero-padded first so any T >= 1 works.
+At 16 kHz this is n_fft 512 / hop 128; the Wiener filter alone uses 50 % overlap (hop 256,
+``stft_config(sr, overlap=2)``), for which the noise estimate has its own calibration. Keeping
+one convention means the shared noise estimate (``noise.py``), the denoisers and the phase
+vocoder all see the same frames. ``istft(stft(x))`` reproduces ``x`` (Hann, ``center=True``,
+divided by the window-square envelope, so any overlap that tiles the frame works), and signals
+shorter than one frame are zero-padded first so any T >= 1 works.
 
 Two layouts of the same frames: :func:`stft` / :func:`istft` use torch's (..., F, N) (frequency,
 frame), :func:`stft_frames` / :func:`istft_frames` the time-major (..., N, F) the actions work
