@@ -32,6 +32,11 @@ def test_report_and_table_are_written(tiny_run):
     assert [r["steps"] for r in report["runs"]] == [3, 3]  # 2 epochs x 2 steps, capped by max_steps
     table = (out / "representation.md").read_text()
     assert "| raw |" in table and "| aligned |" in table and "A→V R@1" in table
+    control = report["untrained_control"]  # the network before training, same seeds
+    assert 0.0 <= control["probe_audio_top1"]["mean"] <= 1.0 and "| untrained (control) |" in table
+    assert report["targets"]["probe_audio_top1"]["untrained"] == pytest.approx(
+        control["probe_audio_top1"]["mean"], abs=1e-4)
+    assert control["a2v_r1"] != report["summary"]["raw"]["a2v_r1"]  # training moved the embeddings
 
 
 def test_identical_data_and_seed_give_identical_models_so_the_gate_passes(tiny_run):
@@ -81,6 +86,17 @@ def _summary(raw: list[float], aligned: list[float], auroc=(0.6, 0.7)) -> dict:
              "metrics": {"probe_audio_top1": x, "a2v_r1": x, "sync_auroc": auroc[v == "aligned"]}}
             for v, xs in (("raw", raw), ("aligned", aligned)) for i, x in enumerate(xs)]
     return aggregate(rows)
+
+
+def test_a_probe_the_untrained_network_already_saturates_is_flagged():
+    summary = _summary([0.50, 0.52, 0.51], [0.60, 0.61, 0.62])
+    for variant in summary.values():
+        variant["probe_audio_top1"] = {"mean": 1.0, "std": 0.0}
+    saturated = targets(summary, {"probe_audio_top1": {"mean": 0.99, "std": 0.01}})
+    assert saturated["probe_audio_top1"] == {"delta_points": 0.0, "non_overlapping": False, "met": False,
+                                             "untrained": 0.99, "saturated": True}
+    assert targets(summary, {"probe_audio_top1": {"mean": 0.40, "std": 0.01}})["probe_audio_top1"]["saturated"] is False
+    assert "saturated" not in targets(summary, {"a2v_r1": {"mean": 0.99, "std": 0.0}})["a2v_r1"]
 
 
 def test_gate_and_targets_on_known_numbers():

@@ -286,6 +286,39 @@ def aggregate(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, fl
     return out
 
 
+def untrained_control(spec: ComparisonSpec, prepared: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The held-out metrics of the learner before any training (same init per seed), mean ± std.
+
+    Why: a downstream metric separates the variants only where training moves it. When the
+    untrained network's frozen embeddings already probe the category near 100 %, as on the
+    procedural benchmark, the probe measures the input features and no dataset can beat another
+    on it; the report says so instead of leaving a tie unexplained.
+    """
+    import torch
+
+    from avalign.representation.data import FeatureSet
+    from avalign.representation.evaluate import evaluate
+    from avalign.representation.metrics import mean_std
+    from avalign.representation.model import AVModel
+    from avalign.representation.train import Tensors, resolve_device
+
+    fs = FeatureSet.load(Path(prepared["features_dir"]))
+    tcfg, mcfg = spec.train_config(), spec.model_config()
+    device = resolve_device(tcfg.device)
+    held = Tensors.of(fs.eval_mel, fs.eval_motion, fs.eval_semantic, device)
+    rows = []
+    for seed in spec.seeds:
+        torch.manual_seed(seed)  # the initialisation ``fit`` starts from
+        rows.append(evaluate(AVModel(mcfg).to(device), fs, held, amp=tcfg.amp)[0])
+    keys = sorted(set.intersection(*(set(r) for r in rows)))
+    return {k: mean_std([r[k] for r in rows]) for k in keys}
+
+
+PROBE_SATURATED = 0.95
+"""An untrained model probing at or above this leaves < 5 points of headroom: the probe target
+cannot be met by any variant, and the report flags it."""
+
+
 def gate(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
     """Registration gate: aligned ≥ raw on the mean of every gate metric."""
     if "aligned" not in summary or "raw" not in summary:
@@ -297,8 +330,10 @@ def gate(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
             "aligned < raw on " + ", ".join(m for m, d in deltas.items() if d < 0)}
 
 
-def targets(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
-    """The issue's targets, measured: +5 points with non-overlapping mean ± std, higher sync AUROC."""
+def targets(summary: dict[str, dict[str, dict[str, float]]],
+            control: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """The issue's targets, measured: +5 points with non-overlapping mean ± std, higher sync AUROC.
+    With the untrained ``control``, a metric it already saturates is marked ``saturated``."""
     if "aligned" not in summary or "raw" not in summary:
         return {}
     out: dict[str, Any] = {}
@@ -308,19 +343,25 @@ def targets(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
         separate = a[m]["mean"] - a[m]["std"] > r[m]["mean"] + r[m]["std"]
         out[m] = {"delta_points": round(100 * delta, 2), "non_overlapping": bool(separate),
                   "met": bool(delta >= TARGET_POINTS and separate)}
+        if control and m in control and m.startswith("probe_"):
+            untrained = control[m]["mean"]
+            out[m]["untrained"] = round(untrained, 4)
+            out[m]["saturated"] = bool(untrained >= PROBE_SATURATED)
     out["sync_auroc"] = {"delta": round(a["sync_auroc"]["mean"] - r["sync_auroc"]["mean"], 4),
                          "met": bool(a["sync_auroc"]["mean"] > r["sync_auroc"]["mean"])}
     return out
 
 
-def markdown_table(summary: dict[str, dict[str, dict[str, float]]], n_seeds: int) -> str:
+def markdown_table(summary: dict[str, dict[str, dict[str, float]]], n_seeds: int,
+                   control: dict[str, dict[str, float]] | None = None) -> str:
     names = {"probe_audio_top1": "probe top-1 (audio emb.)", "probe_visual_top1": "probe (visual)",
              "probe_joint_top1": "probe (joint)", "a2v_r1": "A→V R@1", "a2v_r5": "A→V R@5", "v2a_r1": "V→A R@1",
              "v2a_r5": "V→A R@5", "sync_auroc": "sync AUROC", "sync_accuracy": "sync acc."}
     cols = [m for m in TABLE_METRICS if any(m in s for s in summary.values())]
     lines = ["| variant | " + " | ".join(names[m] for m in cols) + " | train s |",
              "|---|" + "---|" * (len(cols) + 1)]
-    for variant, s in summary.items():
+    rows = list(summary.items()) + ([("untrained (control)", control)] if control else [])
+    for variant, s in rows:
         cells = []
         for m in cols:
             v = s.get(m)
@@ -330,10 +371,12 @@ def markdown_table(summary: dict[str, dict[str, dict[str, float]]], n_seeds: int
                 cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}")
             else:
                 cells.append(f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}")
-        cells.append(f"{s['train_s']['mean']:.0f}")
+        cells.append(f"{s['train_s']['mean']:.0f}" if "train_s" in s else "0")
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"Mean ± std over {n_seeds} seed(s); percentages except AUROC. Held-out split: clean audio.")
+    if control:
+        lines.append("\"untrained (control)\": the same network at each seed's initialisation, not trained.")
     return "\n".join(lines)
 
 
@@ -347,19 +390,25 @@ def summarize(spec: ComparisonSpec, prepared: dict[str, Any], results: list[dict
 
     summary = aggregate(results)
     decision = gate(summary)
-    measured = targets(summary)
+    control = untrained_control(spec, prepared)
+    measured = targets(summary, control)
+    saturated = [m for m, t in measured.items() if isinstance(t, dict) and t.get("saturated")]
     report = {
         "parent_run_id": prepared["parent_run_id"], "tracking_uri": prepared["tracking_uri"],
         "experiment": spec.experiment, "dataset": prepared["dataset"], "dataset_version": prepared["dataset_version"],
         "aligned_means": prepared["dataset"].get("aligned_means"),
         "spec": {k: v for k, v in spec.to_dict().items() if k != "tracking_uri"},
-        "summary": summary, "gate": decision, "targets": measured,
+        "summary": summary, "untrained_control": control, "gate": decision, "targets": measured,
         "timings": {"features_s": prepared.get("features_s"), "train_s_total": round(sum(r["train_s"] for r in results), 1),
                     "eval_s_total": round(sum(r["eval_s"] for r in results), 1), "elapsed_s": elapsed_s},
         "runs": [{k: v for k, v in r.items() if k != "history"} for r in results],
         "histories": {f"{r['variant']}/seed{r['seed']}": r["history"] for r in results},
     }
-    table = markdown_table(summary, len(spec.seeds))
+    table = markdown_table(summary, len(spec.seeds), control)
+    if saturated:
+        table += ("\n\nSaturated: " + ", ".join(f"{m} (untrained {100 * control[m]['mean']:.1f} %)" for m in saturated)
+                  + ": the category is separable from the input features alone, so this dataset cannot show a "
+                  "difference between variants on it.")
     out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "representation.json").write_text(json.dumps(report, indent=1, default=str))
@@ -377,6 +426,8 @@ def summarize(spec: ComparisonSpec, prepared: dict[str, Any], results: list[dict
         for k, v in metrics.items():
             flat[f"{variant}_{k}_mean"] = v["mean"]
             flat[f"{variant}_{k}_std"] = v["std"]
+    for k, v in control.items():
+        flat[f"untrained_{k}_mean"] = v["mean"]
     for m, d in (decision.get("deltas") or {}).items():
         flat[f"delta_aligned_raw_{m}"] = d
     flat["gate_passed"] = 1.0 if decision["passed"] else 0.0
@@ -395,7 +446,8 @@ def summarize(spec: ComparisonSpec, prepared: dict[str, Any], results: list[dict
     progress("\n" + table)
     progress(f"gate: {decision['reason']}")
     return {"report_uri": str(out / "representation.json"), "table_uri": str(out / "representation.md"),
-            "gate": decision, "targets": measured, "summary": summary, "parent_run_id": parent,
+            "gate": decision, "targets": measured, "summary": summary, "untrained_control": control,
+            "parent_run_id": parent,
             "runs": report["runs"]}
 
 
