@@ -18,9 +18,9 @@ the injected dropouts it finds and how close the fill's level is to what was los
 Timing: "single" is the median wall time of one call on one (1, 1, T) clip over every input
 (and ``repeats`` passes); "batched" is one call on B = 16 clips divided by 16 (median over
 ``repeats``; each batched call follows a pass of single calls on the same 16 clips, so both
-see the same load), also with 2 threads for the thread speed-up. The neural denoisers are a loop over
-items (their C runtimes are single-stream), so they have no batched figure. A warm-up call
-precedes every timing (lazy tables, numba caches).
+see the same load), also with 2 threads for the thread speed-up. The neural denoisers are a
+loop over items (their C runtimes are single-stream), so they have no batched figure. A warm-up
+call precedes every timing (lazy tables, numba caches).
 
 ``run_bench(quick=True)`` does the same with one short procedural clip, one pass, B = 2 and
 without ``torchaudio.functional.pitch_shift`` (about 10 s per call): a structure check for tests.
@@ -732,7 +732,8 @@ def _bench_batching(
                 times[threads].append(_timed(lambda: fn(x))[1])
             torch.set_num_threads(1)
         for threads, measured in times.items():
-            result[f"ms_per_clip_{threads}_thread"] = statistics.median(measured) * 1000 / x.shape[0]
+            per_clip = statistics.median(measured) * 1000 / x.shape[0]
+            result[f"ms_per_clip_{threads}_thread"] = per_clip
         one, two = result["ms_per_clip_1_thread"], result["ms_per_clip_2_thread"]
         out[name] = {
             "batch": int(x.shape[0]),

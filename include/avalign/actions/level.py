@@ -86,8 +86,9 @@ def _weighted_energy_csum(x: Tensor, sample_rate: int) -> Tensor:
     """Cumulative sum of the squared K-weighted signal, (..., T + 1) float64 on the CPU, 0 first.
 
     With numba, one compiled pass does both biquads of the K-weighting (transposed direct form
-    II in float64, as ``sosfilt``), the square and the running sum (~0.4 ms for a 10 s clip at 16 kHz instead of
-    ~2 ms for sosfilt, square and cumsum; equal to 1e-9 relative, tests/actions/test_level.py).
+    II in float64, as ``sosfilt``), the square and the running sum: the block energies of a 10 s
+    clip at 16 kHz took 1.2 ms instead of 2.7 ms (sosfilt, square and cumsum), equal to 1e-9
+    relative (tests/actions/test_level.py).
     """
     kernel = _compiled_energy()
     if kernel is None:

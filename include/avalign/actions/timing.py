@@ -64,7 +64,9 @@ def speed_change(
     factors = per_item(factor, b, "factor", minimum=0.0, exclusive_minimum=True)
     if out is None:
         out = torch.empty_like(x)
-    elif (out.shape, out.dtype, out.device) != (x.shape, x.dtype, x.device) or not out.is_contiguous():
+    elif (out.shape, out.dtype, out.device) != (x.shape, x.dtype, x.device) or (
+        not out.is_contiguous()
+    ):
         raise ValueError(
             f"out must be a contiguous tensor like x ({tuple(x.shape)}, {x.dtype}, {x.device}), "
             f"got {tuple(out.shape)}, {out.dtype}, {out.device}"
@@ -96,7 +98,8 @@ def speed_change(
             target[:, :n] = y
             target[:, n:] = 0.0
         else:
-            out[items] = torch.nn.functional.pad(y, (0, t - n)).reshape(len(items), c, t).to(x.dtype)
+            padded = torch.nn.functional.pad(y, (0, t - n))
+            out[items] = padded.reshape(len(items), c, t).to(x.dtype)
     return out
 
 

@@ -286,7 +286,9 @@ def aggregate(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, fl
     return out
 
 
-def untrained_control(spec: ComparisonSpec, prepared: dict[str, Any]) -> dict[str, dict[str, float]]:
+def untrained_control(
+    spec: ComparisonSpec, prepared: dict[str, Any]
+) -> dict[str, dict[str, float]]:
     """The held-out metrics of the learner before any training (same init per seed), mean ± std.
 
     Why: a downstream metric separates the variants only where training moves it. When the
@@ -376,7 +378,8 @@ def markdown_table(summary: dict[str, dict[str, dict[str, float]]], n_seeds: int
     lines.append("")
     lines.append(f"Mean ± std over {n_seeds} seed(s); percentages except AUROC. Held-out split: clean audio.")
     if control:
-        lines.append("\"untrained (control)\": the same network at each seed's initialisation, not trained.")
+        lines.append("\"untrained (control)\": the same network at each seed's initialisation, "
+                     "not trained.")
     return "\n".join(lines)
 
 
@@ -406,9 +409,9 @@ def summarize(spec: ComparisonSpec, prepared: dict[str, Any], results: list[dict
     }
     table = markdown_table(summary, len(spec.seeds), control)
     if saturated:
-        table += ("\n\nSaturated: " + ", ".join(f"{m} (untrained {100 * control[m]['mean']:.1f} %)" for m in saturated)
-                  + ": the category is separable from the input features alone, so this dataset cannot show a "
-                  "difference between variants on it.")
+        flagged = ", ".join(f"{m} (untrained {100 * control[m]['mean']:.1f} %)" for m in saturated)
+        table += (f"\n\nSaturated: {flagged}: the category is separable from the input features "
+                  "alone, so this dataset cannot show a difference between variants on it.")
     out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "representation.json").write_text(json.dumps(report, indent=1, default=str))
