@@ -14,7 +14,7 @@ resolve → prepare → train_eval[variant × seed] → summarize → register (
 * ``train_eval`` is mapped, one task per variant and seed, each an MLflow child run.
 * ``summarize`` writes ``representation.json`` / ``.md`` and the gate decision.
 * ``register`` registers the aligned model as ``av_representation`` when aligned ≥ raw on the
-  headline metrics; otherwise it is skipped (and says why).
+  headline metrics (within the seeds' std); otherwise it is skipped (and says why).
 
 The DAG file imports only Airflow's Task SDK: avalign, torch and MLflow load inside the tasks.
 ``python -m avalign train-eval`` runs the same steps without Airflow.
