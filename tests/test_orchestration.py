@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -17,6 +18,9 @@ def test_env_points_airflow_at_the_repository():
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(REPO_ROOT / "plugins")
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{REPO_ROOT / 'var' / 'airflow' / 'airflow.db'}"
+    # writers wait for SQLite's lock instead of failing after sqlite3's default 5 s
+    module, name = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"].rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name)["timeout"] >= 30
     path = env["PYTHONPATH"].split(os.pathsep)
     assert path[:2] == [str(REPO_ROOT / "include"), str(REPO_ROOT)]  # avalign, then operators/
     assert all(isinstance(v, str) for v in env.values())
