@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 
@@ -17,10 +16,9 @@ def test_env_points_airflow_at_the_repository():
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO_ROOT / "dags")
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(REPO_ROOT / "plugins")
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{REPO_ROOT / 'var' / 'airflow' / 'airflow.db'}"
-    # writers wait for SQLite's lock instead of failing after sqlite3's default 5 s
-    module, name = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"].rsplit(".", 1)
-    assert getattr(importlib.import_module(module), name)["timeout"] >= 30
+    # writers wait up to 60 s for SQLite's lock instead of failing after sqlite3's default 5 s
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        f"sqlite:///{REPO_ROOT / 'var' / 'airflow' / 'airflow.db'}?timeout=60")
     path = env["PYTHONPATH"].split(os.pathsep)
     assert path[:2] == [str(REPO_ROOT / "include"), str(REPO_ROOT)]  # avalign, then operators/
     assert all(isinstance(v, str) for v in env.values())
@@ -30,7 +28,7 @@ def test_home_can_be_moved_and_keeps_inherited_pythonpath(tmp_path, monkeypatch)
     monkeypatch.setenv("PYTHONPATH", f"/opt/extra{os.pathsep}{REPO_ROOT / 'include'}")
     env = airflow_env(REPO_ROOT, home=tmp_path / "af")
     assert env["AIRFLOW_HOME"] == str(tmp_path / "af")
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{tmp_path / 'af' / 'airflow.db'}"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{tmp_path / 'af' / 'airflow.db'}?timeout=60"
     assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO_ROOT / "include"), str(REPO_ROOT), "/opt/extra"]
     assert not Path(tmp_path / "af").exists()  # building the env creates nothing
 

@@ -132,7 +132,6 @@ def profile_env(config: DistributedConfig, api_port: int, jwt_secret: str) -> di
     """The environment every process of the stack shares (only Airflow/avalign variables)."""
     home = Path(config.home).resolve()
     env = airflow_env(config.repo_root, home=home / "airflow")
-    env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS")  # SQLite's; psycopg2 has no "timeout"
     env.update({
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(max(4, config.workers * 2)),

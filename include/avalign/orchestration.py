@@ -36,14 +36,14 @@ TRITON_POOL = "triton"
 TRITON_POOL_SLOTS = 2  # concurrent partitions calling Triton (one local server each when no URL)
 TRITON_POOL_DESCRIPTION = "Triton concurrent calls"
 
-SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60.0}
-"""sqlite3 connect arguments of every Airflow process on the embedded (SQLite) metadata DB.
+SQLITE_LOCK_TIMEOUT_S = 60
+"""How long a process waits for the embedded (SQLite) metadata DB's write lock.
 
-SQLite has one writer at a time; the others wait up to ``timeout`` seconds, 5 by default. With a
-scheduler, an api-server and a CLI on one file (a backfill), a write on a loaded 2-core machine
-held the lock for longer than 5 s and ``airflow backfill create`` failed with "database is
-locked" (the backfill test, once in ~10 runs). Airflow imports this dict by its path
-(``[database] sql_alchemy_connect_args``); the PostgreSQL profile does not use it."""
+SQLite has one writer at a time; the others wait up to sqlite3's ``timeout``, 5 s by default.
+With a scheduler, an api-server and a CLI on one file (a backfill), a write on a loaded 2-core
+machine held the lock for longer than 5 s and ``airflow backfill create`` failed with "database
+is locked". It goes in the connection URL (``?timeout=60``), which SQLAlchemy passes to
+sqlite3 and aiosqlite, so no Airflow process has to import avalign for it."""
 
 
 def airflow_env(repo_root: str | Path = REPO_ROOT, *, home: str | Path | None = None) -> dict[str, str]:
@@ -63,8 +63,9 @@ def airflow_env(repo_root: str | Path = REPO_ROOT, *, home: str | Path | None = 
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "avalign.orchestration.SQLITE_CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+            f"sqlite:///{airflow_home / 'airflow.db'}?timeout={SQLITE_LOCK_TIMEOUT_S}"
+        ),
         # The DAG reads its default dataset/output from AVALIGN_VAR like the rest of avalign.
         "AVALIGN_VAR": os.environ.get("AVALIGN_VAR", str(root / "var")),
         "PYTHONPATH": os.pathsep.join(pythonpath),

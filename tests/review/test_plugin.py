@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 # The XComs of one av_align run, as the tasks return them (rows written directly: no DAG parsed).
 stage = os.environ["AVALIGN_REVIEW_ROOTS"] + "/out/runs/run-1/part-00000"
-db = sqlite3.connect(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+db = sqlite3.connect(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///").split("?")[0])
 db.execute("insert or replace into dag_run (id, dag_id, run_id, run_type, run_after, clear_number, span_status) "
            "values (1, 'av_align', 'manual__1', 'manual', '2026-01-01 00:00:00', 0, 'not_started')")
 for task, index, value in [
