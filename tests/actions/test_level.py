@@ -81,3 +81,43 @@ def test_compiled_weighted_energy_equals_sosfilt(monkeypatch: pytest.MonkeyPatch
         monkeypatch.undo()
         assert compiled.dtype == torch.float64
         assert torch.allclose(compiled, reference, rtol=1e-9, atol=0.0)
+
+
+def _peak_cases() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(4)
+    return {
+        "noise": 0.1 * torch.randn(2, 1, 40000, generator=g),  # sparse peaks: the scan prunes
+        "speech stereo": torch.stack([speech_like(2.0), 0.5 * speech_like(2.0, seed=7)])[None, :, 0],
+        "loud tone": tone(5000.0, 0.5, amplitude=0.999)[None],  # dense: handed to the convolution
+        "short": torch.randn(3, 2, 40, generator=g),
+        "one sample": torch.randn(1, 1, 1, generator=g),
+    }
+
+
+def test_compiled_true_peak_equals_the_convolution() -> None:
+    if level._compiled_true_peak() is None:
+        pytest.skip("numba is not installed")
+    for name, x in _peak_cases().items():
+        exact = level._true_peak_torch(x, None)
+        assert torch.allclose(level._true_peak_above(x, None), exact, rtol=1e-6, atol=0.0), name
+        # a floor below the peak changes nothing; one above it caps what may be reported
+        assert torch.allclose(level._true_peak_above(x, 0.9 * exact), exact, rtol=1e-6, atol=0.0), name
+        capped = level._true_peak_above(x, 1.2 * exact)
+        sample_peak = x.abs().flatten(1).amax(-1)
+        assert bool((capped <= torch.maximum(1.2 * exact, sample_peak)).all()), name
+
+
+def test_compiled_limiter_gain_equals_the_torch_ops() -> None:
+    if level._compiled_limiter_gain() is None:
+        pytest.skip("numba is not installed")
+    half = 160
+    for name, x in _peak_cases().items():
+        for scale in (1.0, 3.0):
+            loud = x * scale
+            target = torch.full((x.shape[0],), 0.8)
+            ours, reference = level._limiter_gain(loud, target, half), level._limiter_gain_torch(loud, target, half)
+            assert (ours is None) == (reference is None), (name, scale)
+            if ours is not None:
+                assert torch.allclose(ours, reference, rtol=0.0, atol=1e-6), (name, scale)
+    quiet = 0.01 * torch.ones(1, 1, 1000)
+    assert level._limiter_gain(quiet, torch.tensor([0.8]), half) is None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -138,12 +140,44 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     threads = torch.get_num_threads()
     if threads <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
+    workers = min(threads, len(items))
+    # one task per worker (a contiguous share of the items): a task per item paid a hand-off
+    # through the GIL each, as much as a short item's own work
+    share = -(-len(items) // workers)
+    groups = [items[i : i + share] for i in range(0, len(items), share)]
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
-            return list(pool.map(fn, items))
+        done = _item_pool(workers).map(lambda group: [fn(item) for item in group], groups)
+        return [result for group in done for result in group]
     finally:
         torch.set_num_threads(threads)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _item_pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``workers`` threads, kept between calls.
+
+    Starting the threads on every call cost ~0.6 ms per batch, a third of a batched
+    fill_blanks call on two threads. A forked child starts with no pools (the parent's threads
+    do not exist there).
+    """
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="avalign-items")
+        return pool
+
+
+def _forget_pools() -> None:
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 
 def cpu_chunked(*per_item_params: str, parallel_items: bool = False) -> Callable[[F], F]:

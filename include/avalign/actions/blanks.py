@@ -21,12 +21,14 @@ bit-identical.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ._checks import check_batch, check_sample_rate, parallel_map
+from ._jit import numba_compile
 
 CONTEXT_S = 0.020
 """Template length next to a gap, lag search span and edge-level window (20 ms)."""
@@ -58,13 +60,25 @@ def find_blanks(
     max_gap_ms: float = 1000.0,
     depth_db: float = 50.0,
 ) -> list[tuple[int, int]]:
-    """Blanks of one clip as [start, end) sample ranges, from its (C, T) float samples."""
-    env = np.abs(guide).max(axis=0)
-    t = env.shape[0]
+    """Blanks of one clip as [start, end) sample ranges, from its (C, T) float samples.
+
+    With numba the whole search is one compiled call (:func:`_find_blanks_loops`) with no
+    clip-sized temporaries and no GIL held: the numpy path makes six temporaries and many
+    small calls, which made two threads slower than one.
+    """
+    t = guide.shape[-1]
     frame = max(1, int(round(CONTEXT_S * sample_rate)))
-    n_frames = t // frame
-    if n_frames < 1:
+    if t // frame < 1:
         return []
+    min_len = max(1, int(round(min_gap_ms * sample_rate / 1000.0)))
+    max_len = int(round(max_gap_ms * sample_rate / 1000.0))
+    edge = max(1, int(round(EDGE_S * sample_rate)))
+    compiled = _compiled_find_blanks()
+    if compiled is not None and guide.dtype in (np.float32, np.float64):
+        found = np.empty((t // min_len + 1, 2), dtype=np.int64)
+        count = compiled(np.ascontiguousarray(guide), frame, depth_db, min_len, max_len, edge, found)
+        return [(int(s), int(e)) for s, e in found[:count]]
+    n_frames = t // frame
     frames = guide[:, : n_frames * frame].reshape(guide.shape[0], n_frames, frame)
     frame_rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=(0, 2)))
     active = float(np.percentile(frame_rms, 95))
@@ -72,19 +86,87 @@ def find_blanks(
         return []
     threshold = active * 10.0 ** (-depth_db / 20.0)
     edge_level = threshold * 10.0 ** (EDGE_MARGIN_DB / 20.0)
-    min_len = max(1, int(round(min_gap_ms * sample_rate / 1000.0)))
-    max_len = int(round(max_gap_ms * sample_rate / 1000.0))
-    edge = max(1, int(round(EDGE_S * sample_rate)))
+    env = np.abs(guide).max(axis=0)
     blanks = []
     for start, end in _runs(env <= threshold):
-        length = end - start
-        if length < min_len or length > max_len or start == 0 or end == t:
+        if not (min_len <= end - start <= max_len and start > 0 and end < t):
             continue
         left = guide[:, max(0, start - edge) : start]
         right = guide[:, end : end + edge]
         if _rms(left) >= edge_level and _rms(right) >= edge_level:
             blanks.append((start, end))
     return blanks
+
+
+def _find_blanks_loops(x, frame, depth_db, min_len, max_len, edge, out):  # type: ignore[no-untyped-def]
+    """:func:`find_blanks` in loops: writes the blanks to out (R, 2), returns how many."""
+    channels, t = x.shape
+    n_frames = t // frame
+    rms = np.empty(n_frames)
+    for f in range(n_frames):
+        acc = 0.0
+        for c in range(channels):
+            for n in range(f * frame, (f + 1) * frame):
+                v = np.float64(x[c, n])
+                acc += v * v
+        rms[f] = np.sqrt(acc / (channels * frame))
+    rms.sort()
+    # the 95th percentile, numpy's "linear" method and rounding
+    position = 0.95 * (n_frames - 1)
+    below = int(np.floor(position))
+    above = min(below + 1, n_frames - 1)
+    weight = position - below
+    low, high = rms[below], rms[above]
+    if weight >= 0.5:
+        active = high - (high - low) * (1.0 - weight)
+    else:
+        active = low + (high - low) * weight
+    if active <= 10.0 ** (SILENT_CLIP_DB / 20.0):
+        return 0
+    threshold = active * 10.0 ** (-depth_db / 20.0)
+    edge_level = threshold * 10.0 ** (EDGE_MARGIN_DB / 20.0)
+    count = 0
+    start = -1
+    for n in range(t + 1):
+        quiet = n < t
+        if quiet:
+            for c in range(channels):
+                if abs(x[c, n]) > threshold:
+                    quiet = False
+                    break
+        if quiet:
+            if start < 0:
+                start = n
+            continue
+        if start < 0:
+            continue
+        length = n - start
+        if start > 0 and n < t and min_len <= length <= max_len:
+            lo = max(0, start - edge)
+            left = 0.0
+            for c in range(channels):
+                for i in range(lo, start):
+                    v = np.float64(x[c, i])
+                    left += v * v
+            hi = min(t, n + edge)
+            right = 0.0
+            for c in range(channels):
+                for i in range(n, hi):
+                    v = np.float64(x[c, i])
+                    right += v * v
+            if (np.sqrt(left / (channels * (start - lo))) >= edge_level
+                    and np.sqrt(right / (channels * (hi - n))) >= edge_level):
+                out[count, 0] = start
+                out[count, 1] = n
+                count += 1
+        start = -1
+    return count
+
+
+@lru_cache(maxsize=1)
+def _compiled_find_blanks():  # type: ignore[no-untyped-def]
+    """``_find_blanks_loops`` compiled by numba (cached on disk), or None without numba."""
+    return numba_compile(_find_blanks_loops, error_model="numpy")
 
 
 def _best_lag(
@@ -112,10 +194,43 @@ def _best_lag(
     else:
         template = signal[edge : edge + w]
         starts = edge + lags
+    compiled = _compiled_best_lag()
+    if compiled is not None and signal.dtype in (np.float32, np.float64):
+        return int(lags[compiled(signal, template, starts)])
     windows = np.lib.stride_tricks.sliding_window_view(signal, w)[starts]
     num = windows @ template
     den = np.sqrt((windows * windows).sum(axis=1) * float(template @ template)) + 1e-20
     return int(lags[int(np.argmax(num / den))])
+
+
+def _best_lag_loops(signal, template, starts):  # type: ignore[no-untyped-def]
+    """Index into ``starts`` of the window of ``signal`` most correlated (normalised) with
+    ``template``: the numpy expression of :func:`_best_lag` without its (lags x w) copy."""
+    w = template.shape[0]
+    energy = 0.0
+    for j in range(w):
+        energy += template[j] * template[j]
+    best = 0
+    best_score = -np.inf
+    for i in range(starts.shape[0]):
+        s = starts[i]
+        num = 0.0
+        sq = 0.0
+        for j in range(w):
+            v = signal[s + j]
+            num += v * template[j]
+            sq += v * v
+        score = num / (np.sqrt(sq * energy) + 1e-20)
+        if score > best_score:  # the first maximum, as argmax
+            best_score = score
+            best = i
+    return best
+
+
+@lru_cache(maxsize=1)
+def _compiled_best_lag():  # type: ignore[no-untyped-def]
+    """``_best_lag_loops`` compiled by numba (cached on disk), or None without numba."""
+    return numba_compile(_best_lag_loops, fastmath=True, error_model="numpy")
 
 
 def _continue(x: np.ndarray, start: int, end: int, lag: int, forward: bool) -> np.ndarray:
@@ -144,22 +259,98 @@ def _scaled(donor: np.ndarray, context: np.ndarray) -> np.ndarray:
     return donor * gain
 
 
+def _fill_loops(x, start, end, lag_l, lag_r, lvl, out):  # type: ignore[no-untyped-def]
+    """out (C, L) = :func:`conceal`'s fill from the lags (-1: that side has none), in loops.
+
+    Each side's copy repeats the ``lag`` samples next to the gap (:func:`_continue`), is scaled
+    to its context's RMS within [MIN_GAIN_DB, MAX_GAIN_DB] (:func:`_scaled`), and the two are
+    cross-faded with the correlation-aware norm.
+    """
+    channels, t = x.shape
+    length = end - start
+    lo_gain = 10.0 ** (MIN_GAIN_DB / 20.0)
+    hi_gain = 10.0 ** (MAX_GAIN_DB / 20.0)
+    gains = np.zeros(2)
+    for side in range(2):
+        lag = lag_l if side == 0 else lag_r
+        if lag < 0:
+            continue
+        donor = 0.0
+        for c in range(channels):
+            for m in range(length):
+                v = np.float64(x[c, start - lag + m % lag] if side == 0 else x[c, end + (m - length) % lag])
+                donor += v * v
+        lo = max(0, start - lvl) if side == 0 else end
+        hi = start if side == 0 else min(t, end + lvl)
+        context = 0.0
+        for c in range(channels):
+            for n in range(lo, hi):
+                v = np.float64(x[c, n])
+                context += v * v
+        d = np.sqrt(donor / (channels * length))
+        ctx = np.sqrt(context / (channels * (hi - lo))) if hi > lo else 0.0
+        gains[side] = 1.0 if d <= 0.0 else min(max(ctx / d, lo_gain), hi_gain)
+    if lag_l < 0 or lag_r < 0:
+        side = 0 if lag_l >= 0 else 1
+        for c in range(channels):
+            for m in range(length):
+                v = x[c, start - lag_l + m % lag_l] if side == 0 else x[c, end + (m - length) % lag_r]
+                out[c, m] = gains[side] * np.float64(v)
+        return
+    num = 0.0
+    left_sq = 0.0
+    right_sq = 0.0
+    for c in range(channels):
+        for m in range(length):
+            a = gains[0] * np.float64(x[c, start - lag_l + m % lag_l])
+            b = gains[1] * np.float64(x[c, end + (m - length) % lag_r])
+            num += a * b
+            left_sq += a * a
+            right_sq += b * b
+    rho = max(0.0, num / (np.sqrt(left_sq * right_sq) + 1e-20))
+    for m in range(length):
+        u = 0.5 - 0.5 * np.cos(np.pi * (m + 0.5) / length)
+        norm = np.sqrt((1 - u) ** 2 + u * u + 2 * rho * u * (1 - u))
+        for c in range(channels):
+            a = gains[0] * np.float64(x[c, start - lag_l + m % lag_l])
+            b = gains[1] * np.float64(x[c, end + (m - length) % lag_r])
+            out[c, m] = (a * (1 - u) + b * u) / norm
+
+
+@lru_cache(maxsize=1)
+def _compiled_fill():  # type: ignore[no-untyped-def]
+    """``_fill_loops`` compiled by numba (cached on disk), or None without numba."""
+    return numba_compile(_fill_loops, error_model="numpy")
+
+
 def conceal(x: np.ndarray, start: int, end: int, sample_rate: int) -> np.ndarray | None:
-    """(C, end - start) fill for one blank of x (C, T) float64, or None without context."""
-    guide = x.mean(axis=0)
+    """(C, end - start) float64 fill for one blank of x (C, T), or None without context.
+
+    With numba the copies, their levels and the cross-fade are one compiled pass
+    (:func:`_fill_loops`) that holds no GIL: run on parallel threads, the numpy version's many
+    small operations made two threads slower than one.
+    """
+    guide = x[0] if x.shape[0] == 1 else x.mean(axis=0)  # mono: no copy of the clip
     length = end - start
     lvl = max(1, int(round(LEVEL_S * sample_rate)))
-    fills = []
     lag = _best_lag(guide, start, length, True, sample_rate)
+    lag_r = _best_lag(guide, end, length, False, sample_rate)
+    if lag is None and lag_r is None:
+        return None
+    compiled = _compiled_fill()
+    if compiled is not None and x.dtype in (np.float32, np.float64):
+        out = np.empty((x.shape[0], length))
+        compiled(np.ascontiguousarray(x), start, end, -1 if lag is None else lag,
+                 -1 if lag_r is None else lag_r, lvl, out)
+        return out
+    x = x.astype(np.float64, copy=False)
+    fills = []
     if lag is not None:
         fills.append(
             _scaled(_continue(x, start, end, lag, True), x[:, max(0, start - lvl) : start])
         )
-    lag_r = _best_lag(guide, end, length, False, sample_rate)
     if lag_r is not None:
         fills.append(_scaled(_continue(x, start, end, lag_r, False), x[:, end : end + lvl]))
-    if not fills:
-        return None
     if len(fills) == 1:
         return fills[0]
     left, right = fills
@@ -201,8 +392,13 @@ def fill_blanks(
         raise ValueError(f"max_gap_ms ({max_gap_ms}) must be >= min_gap_ms ({min_gap_ms})")
 
     def patches(item: Tensor) -> list[tuple[int, int, np.ndarray]]:
-        samples = item.detach().to("cpu", torch.float64).numpy()
-        found = find_blanks(samples, sample_rate, min_gap_ms, max_gap_ms, depth_db)
+        guide = item.detach().to("cpu")
+        if guide.dtype not in (torch.float32, torch.float64):
+            guide = guide.double()
+        found = find_blanks(guide.numpy(), sample_rate, min_gap_ms, max_gap_ms, depth_db)
+        if not found:
+            return []
+        samples = guide.numpy()  # the fills are float64 whatever the input
         fills = [(start, end, conceal(samples, start, end, sample_rate)) for start, end in found]
         return [(start, end, patch) for start, end, patch in fills if patch is not None]
 

@@ -184,6 +184,138 @@ def true_peak(x: Tensor) -> Tensor:
 def _true_peak_above(x: Tensor, floor: Tensor | None) -> Tensor:
     """:func:`true_peak` where it exceeds ``floor`` (B,), else some value <= max(floor, peak).
 
+    On the CPU with numba, one compiled scan per row (:func:`_true_peak_loops`) that writes
+    nothing but its result: a 10 s clip of noise took 0.6 ms instead of 5.6 ms, and rows run
+    on parallel threads without sharing the memory bus. Elsewhere :func:`_true_peak_torch`.
+    """
+    b, c, t = x.shape
+    kernel = _compiled_true_peak() if x.device.type == "cpu" else None
+    if kernel is None or t == 0:
+        return _true_peak_torch(x, floor)
+    rows = x.detach().reshape(b * c, t)
+    if rows.dtype not in (torch.float32, torch.float64):
+        rows = rows.float()
+    rows = rows.contiguous()
+    floors = np.zeros(b * c) if floor is None else floor.to("cpu", torch.float64).repeat_interleave(c).numpy()
+    weights, tails, total = _scan_tables(OVERSAMPLE)
+    found = np.empty(b * c)
+    kernel(rows.numpy(), weights, tails, total, np.ascontiguousarray(floors), found)
+    peaks = torch.from_numpy(found).to(x.dtype)
+    dense = torch.nonzero(peaks < 0).flatten()
+    if dense.numel():  # loud, dense content: the convolution is faster there
+        part_floor = None if floor is None else torch.from_numpy(floors).to(x.dtype)[dense]
+        peaks[dense] = _true_peak_torch(rows[dense].unsqueeze(1), part_floor).to(x.dtype)
+    return peaks.reshape(b, c).amax(-1)
+
+
+DENSE_FRACTION = 32
+"""The compiled scan hands a row to the convolution once more than 1/32 of its oversampled points
+need all taps summed (near-full-scale dense content, e.g. a limited master; white noise
+needs 0.4 %)."""
+NEAR_TAPS = 3
+"""Taps each side of an oversampled point that the compiled scan sums before deciding whether
+the other 26 can matter (their L1 norm is <= 0.46; :func:`_true_peak_loops` hard-codes 3)."""
+
+
+@lru_cache(maxsize=4)
+def _scan_tables(factor: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(weights (factor, 2K), tail L1 per phase outside the near taps, largest L1 norm)."""
+    kernel, k = _oversample_kernel(factor)
+    w = kernel[:, 0].numpy().copy()
+    near = slice(k - NEAR_TAPS, k + NEAR_TAPS)
+    tails = np.abs(w).sum(-1) - np.abs(w[:, near]).sum(-1)
+    # rounding slack: the bound must never be below the value it bounds
+    return w, tails * (1 + 1e-9) + 1e-12, float(np.abs(w).sum(-1).max()) * (1 + 1e-9)
+
+
+def _true_peak_loops(x, w, tails, total, floors, out):  # type: ignore[no-untyped-def]
+    """out[r] = largest |x4 oversampled value| of row r that beats max(peak, floors[r]), else the peak.
+
+    out[r] = -1 for a row whose many near-peak points (dense, loud content) would need more
+    than 1 / DENSE_FRACTION of its points summed in full: a convolution does those faster.
+
+    Exact where it matters, in two tests: a block of K samples whose neighbourhood peak times
+    the kernel's L1 norm cannot beat the best so far is skipped; otherwise each oversampled
+    point sums its NEAR_TAPS (3) nearest taps each side, and only when that sum plus the other
+    taps' L1 times the neighbourhood peak can beat the best is it summed over all 2K taps.
+    """
+    rows, t = x.shape
+    phases, taps = w.shape
+    k = taps // 2
+    n_blocks = (t + k - 1) // k
+    block_max = np.zeros(n_blocks + 2)
+    near = np.empty(k)
+    budget = max(64, t * (phases - 1) // DENSE_FRACTION)
+    for r in range(rows):
+        xr = x[r]
+        full = 0
+        peak = 0.0
+        for b in range(n_blocks):
+            m = 0.0
+            for n in range(b * k, min(t, (b + 1) * k)):
+                m = max(m, abs(np.float64(xr[n])))
+            block_max[b + 1] = m
+            peak = max(peak, m)
+        best = max(peak, floors[r])
+        result = peak
+        for b in range(n_blocks):
+            local = max(block_max[b], max(block_max[b + 1], block_max[b + 2]))
+            if local * total <= best:
+                continue
+            lo = b * k
+            hi = min(t, lo + k)
+            for p in range(1, phases):  # phase 0 is the sample itself
+                limit = best - tails[p] * local
+                largest = 0.0
+                if lo - 2 >= 0 and hi + 3 <= t:  # the 6 near taps of every point exist
+                    w0, w1, w2 = w[p, k - 3], w[p, k - 2], w[p, k - 1]
+                    w3, w4, w5 = w[p, k], w[p, k + 1], w[p, k + 2]
+                    for n in range(lo, hi):
+                        v = abs(w0 * xr[n - 2] + w1 * xr[n - 1] + w2 * xr[n]
+                                + w3 * xr[n + 1] + w4 * xr[n + 2] + w5 * xr[n + 3])
+                        near[n - lo] = v
+                        largest = max(largest, v)
+                else:
+                    for n in range(lo, hi):
+                        s = 0.0
+                        for j in range(k - 3, k + 3):
+                            i = n - k + 1 + j
+                            if i >= 0 and i < t:
+                                s += w[p, j] * xr[i]
+                        near[n - lo] = abs(s)
+                        largest = max(largest, abs(s))
+                if largest <= limit:
+                    continue
+                for n in range(lo, hi):
+                    if near[n - lo] <= limit:
+                        continue
+                    full += 1
+                    s = 0.0
+                    first = n - k + 1  # x index of tap 0
+                    if first >= 0 and first + taps <= t:
+                        for j in range(taps):
+                            s += w[p, j] * xr[first + j]
+                    else:
+                        for j in range(max(0, -first), min(taps, t - first)):
+                            s += w[p, j] * xr[first + j]
+                    if abs(s) > best:
+                        best = abs(s)
+                        result = best
+                        limit = best - tails[p] * local
+            if full > budget:
+                break
+        out[r] = -1.0 if full > budget else result
+
+
+@lru_cache(maxsize=1)
+def _compiled_true_peak():  # type: ignore[no-untyped-def]
+    """``_true_peak_loops`` compiled by numba (cached on disk), or None without numba."""
+    return numba_compile(_true_peak_loops, fastmath=True, error_model="numpy")
+
+
+def _true_peak_torch(x: Tensor, floor: Tensor | None) -> Tensor:
+    """:func:`_true_peak_above` in torch ops (CUDA, or CPU without numba).
+
     The local bound is taken per block of K samples (K = the kernel's half length, so a point's
     reach lies inside its block and the two neighbours): three block maxima instead of a sliding
     maximum, and every sample of a block whose bound beats max(sample peak, floor) is
@@ -249,19 +381,187 @@ def limit_true_peak(x: Tensor, sample_rate: int, ceiling_db: ParamLike = -1.0) -
     ceilings = per_item(ceiling_db, b, "ceiling_db", maximum=6.0)
     lin = torch.tensor([10.0 ** (v / 20.0) for v in ceilings], device=x.device, dtype=x.dtype)
     target = lin * 10.0 ** (-_LIMIT_MARGIN_DB / 20.0)
-    env = _peak_envelope(x)
-    if bool((env.amax(-1) <= target).all()):
-        return x.clone()
-    need = (target.unsqueeze(-1) / env.clamp_min(1e-12)).clamp(max=1.0)  # (B, T)
     half = max(1, int(round(LIMITER_WINDOW_S * sample_rate)))
-    width = 2 * half + 1
-    floor = sliding_min(need, width)
-    gain = moving_mean(floor, width).clamp(max=1.0)
+    gain = _limiter_gain(x, target, half)
+    if gain is None:
+        return x.clone()
     y = x * gain.unsqueeze(1)
-    peak = true_peak(y)
+    peak = _true_peak_above(y, lin)  # exact where it is above the ceiling, which is all that counts
     over = (peak > lin).to(x.dtype)
     scale = torch.where(over > 0, lin / peak.clamp_min(1e-12), torch.ones_like(peak))
     return y * scale.view(-1, 1, 1)
+
+
+LIMITER_DENSE_FRACTION = 8
+"""The limiter's scan hands an item to the convolution past 1/8 of its points summed in full.
+Its threshold is the target, not a running best, so every point above it is summed: speech
+pushed 10 dB into the limiter needs 1/32-1/8 of its points."""
+
+
+def _limiter_gain(x: Tensor, target: Tensor, half: int) -> Tensor | None:
+    """The limiter's gain (B, T), or None when every true peak is already <= ``target`` (B,).
+
+    On the CPU with numba one compiled pass per item (:func:`_limiter_gain_loops`): it sums the
+    oversampling kernel only near peaks that can exceed the target and writes nothing but the
+    gain, 10x faster than the torch ops for a 10 s clip that needs limiting.
+    """
+    kernel = _compiled_limiter_gain() if x.device.type == "cpu" else None
+    if kernel is None or x.shape[-1] == 0:
+        return _limiter_gain_torch(x, target, half)
+    rows = x.detach()
+    if rows.dtype not in (torch.float32, torch.float64):
+        rows = rows.float()
+    rows = rows.contiguous()
+    weights, tails, total = _scan_tables(OVERSAMPLE)
+    gain = torch.empty(x.shape[0], x.shape[-1], dtype=torch.float64)
+    env_max = np.empty(x.shape[0])
+    goal = target.to("cpu", torch.float64).numpy()
+    kernel(rows.numpy(), weights, tails, total, np.ascontiguousarray(goal), half, LIMITER_DENSE_FRACTION,
+           gain.numpy(), env_max)
+    dense = np.flatnonzero(env_max < 0)
+    if dense.size:  # loud, dense content: the convolution is faster there
+        index = torch.from_numpy(dense)
+        part = _limiter_gain_torch(x[index], target[index], half)
+        env_max[dense] = 0.0 if part is None else np.inf
+        gain[index] = 1.0 if part is None else part.to(torch.float64)
+    if bool((env_max <= goal).all()):
+        return None
+    return gain.clamp(max=1.0).to(x.dtype)
+
+
+def _limiter_gain_loops(x, w, tails, total, target, half, dense_fraction, gain, env_max):  # type: ignore[no-untyped-def]
+    """gain[b] = moving mean of the sliding min of min(1, target[b] / envelope), both 2*half+1 wide.
+
+    The envelope at sample n is the largest |value| of any channel at n - 1, n and the x4
+    oversampled points between them and n + 1 (as :func:`_peak_envelope`). Points that cannot
+    exceed the target (tested as in :func:`_true_peak_loops`) are not summed: below the target
+    the needed gain is 1 whatever the exact value. env_max[b] is the largest envelope value, exact
+    when it exceeds the target; -1 for an item with more than 1 / ``dense_fraction`` of its points
+    summed in full (left to the caller).
+    """
+    items, channels, t = x.shape
+    phases, taps = w.shape
+    k = taps // 2
+    width = 2 * half + 1
+    n_blocks = (t + k - 1) // k
+    block_max = np.zeros(n_blocks + 2)
+    near = np.empty(k)
+    env = np.empty(t)
+    need = np.empty(t)
+    floor = np.empty(t)
+    csum = np.empty(t + 1)
+    queue = np.empty(t, dtype=np.int64)
+    budget = max(64, channels * t * (phases - 1) // dense_fraction)
+    for b in range(items):
+        goal = target[b]
+        full = 0
+        for n in range(t):
+            env[n] = 0.0
+        for c in range(channels):
+            xr = x[b, c]
+            for n in range(t):
+                env[n] = max(env[n], abs(np.float64(xr[n])))
+            for blk in range(n_blocks):
+                m = 0.0
+                for n in range(blk * k, min(t, (blk + 1) * k)):
+                    m = max(m, abs(np.float64(xr[n])))
+                block_max[blk + 1] = m
+            for blk in range(n_blocks):
+                local = max(block_max[blk], max(block_max[blk + 1], block_max[blk + 2]))
+                if local * total <= goal:
+                    continue
+                lo = blk * k
+                hi = min(t, lo + k)
+                for p in range(1, phases):
+                    limit = goal - tails[p] * local
+                    if lo - 2 >= 0 and hi + 3 <= t:  # the 6 near taps of every point exist
+                        w0, w1, w2 = w[p, k - 3], w[p, k - 2], w[p, k - 1]
+                        w3, w4, w5 = w[p, k], w[p, k + 1], w[p, k + 2]
+                        for n in range(lo, hi):
+                            near[n - lo] = abs(w0 * xr[n - 2] + w1 * xr[n - 1] + w2 * xr[n]
+                                               + w3 * xr[n + 1] + w4 * xr[n + 2] + w5 * xr[n + 3])
+                    else:
+                        for n in range(lo, hi):
+                            first = n - k + 1
+                            s = 0.0
+                            for j in range(max(k - 3, -first), min(k + 3, t - first)):
+                                s += w[p, j] * xr[first + j]
+                            near[n - lo] = abs(s)
+                    for n in range(lo, hi):
+                        if near[n - lo] <= limit:
+                            continue
+                        full += 1
+                        first = n - k + 1
+                        s = 0.0
+                        if first >= 0 and first + taps <= t:
+                            for j in range(taps):
+                                s += w[p, j] * xr[first + j]
+                        else:
+                            for j in range(max(0, -first), min(taps, t - first)):
+                                s += w[p, j] * xr[first + j]
+                        if abs(s) > env[n]:  # the point between n and n + 1
+                            env[n] = abs(s)
+                if full > budget:
+                    break
+            if full > budget:
+                break
+        if full > budget:  # dense, loud content: the caller's convolution is faster
+            env_max[b] = -1.0
+            continue
+        # |x[n - 1]| counts for n as well (the torch envelope's neighbour rule)
+        top = 0.0
+        prev = 0.0
+        for n in range(t):
+            here = env[n]
+            e = max(here, prev) if n > 0 else here
+            prev = here
+            top = max(top, e)
+            need[n] = min(1.0, goal / max(e, 1e-12))
+        env_max[b] = top
+        # sliding minimum over the centred window (edges: what exists), monotonic queue
+        head = 0
+        tail = 0
+        nxt = 0
+        for n in range(t):
+            while nxt < t and nxt <= n + half:
+                while tail > head and need[queue[tail - 1]] >= need[nxt]:
+                    tail -= 1
+                queue[tail] = nxt
+                tail += 1
+                nxt += 1
+            while queue[head] < n - half:
+                head += 1
+            floor[n] = need[queue[head]]
+        # moving mean over the same window, edges replicated
+        csum[0] = 0.0
+        for n in range(t):
+            csum[n + 1] = csum[n] + floor[n]
+        for n in range(t):
+            lo = n - half
+            hi = n + half
+            total_sum = csum[min(hi, t - 1) + 1] - csum[max(lo, 0)]
+            if lo < 0:
+                total_sum += -lo * floor[0]
+            if hi > t - 1:
+                total_sum += (hi - (t - 1)) * floor[t - 1]
+            gain[b, n] = total_sum / width
+
+
+@lru_cache(maxsize=1)
+def _compiled_limiter_gain():  # type: ignore[no-untyped-def]
+    """``_limiter_gain_loops`` compiled by numba (cached on disk), or None without numba."""
+    return numba_compile(_limiter_gain_loops, fastmath=True, error_model="numpy")
+
+
+def _limiter_gain_torch(x: Tensor, target: Tensor, half: int) -> Tensor | None:
+    """:func:`_limiter_gain` in torch ops (CUDA, or CPU without numba)."""
+    env = _peak_envelope(x)
+    if bool((env.amax(-1) <= target).all()):
+        return None
+    need = (target.unsqueeze(-1) / env.clamp_min(1e-12)).clamp(max=1.0)  # (B, T)
+    width = 2 * half + 1
+    floor = sliding_min(need, width)
+    return moving_mean(floor, width).clamp(max=1.0)
 
 
 @cpu_chunked("target_lufs", "peak_ceiling_db", parallel_items=True)  # scipy sosfilt
