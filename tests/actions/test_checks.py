@@ -158,3 +158,32 @@ def test_suppress_event_chunked_on_two_threads_keeps_items_and_reports(small_chu
         torch.set_num_threads(before)
     assert torch.equal(batch, torch.cat([y for y, _ in singles]))
     assert reports == [rep for _, [rep] in singles]
+
+
+def test_parallel_map_keeps_its_pool_and_works_in_a_forked_child() -> None:
+    import multiprocessing
+    import threading
+
+    from avalign.actions import _checks
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        names = parallel_map(lambda _: threading.current_thread().name, list(range(6)))
+        again = parallel_map(lambda _: threading.current_thread().name, list(range(6)))
+        assert all(n.startswith("avalign-items") for n in names + again)
+        assert len(set(names + again)) <= 2  # the same two threads, not new ones per call
+        assert 2 in _checks._POOLS
+        # the parent's pool threads do not exist in a forked child: it must start its own
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            assert pool.apply(_squares_in_child, (5,)) == [v * v for v in range(5)]
+    finally:
+        torch.set_num_threads(before)
+
+
+def _squares_in_child(n: int) -> list[int]:
+    from avalign.actions import _checks
+
+    assert not _checks._POOLS  # forgotten at the fork
+    torch.set_num_threads(2)
+    return parallel_map(lambda v: v * v, list(range(n)))

@@ -126,29 +126,28 @@ single clips; each op still splits its rows over the torch threads."""
 def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """``[fn(item) for item in items]``; with n > 1 torch threads, n items at a time.
 
-    The items run on n Python threads, each doing single-threaded torch ops; torch, numpy, pywt,
+    The items run on n Python threads of a kept pool (:func:`_item_pool`), one task per item,
+    each doing single-threaded torch ops; torch, numpy, pywt,
     scipy and the numba kernels release the GIL while they compute. Splitting each op's rows over
     torch's intra-op threads instead scales poorly here: the ops of one 10 s clip are too short
     (FFTs of 1,250 frames, per-frame recursions) to amortise the hand-off. Measured on idle cores
     (a 16-core host, B = 16 noisy 10 s clips, per-clip time against 1 thread), 1 -> 2 threads,
     whole items vs split ops: Wiener 2.55x vs 1.38x, gating 2.41x vs 1.50x, wavelet 2.10x vs
     1.68x, pitch 1.80x vs 1.16x, speed 1.72x vs 1.22x, subtraction 1.51x vs 1.16x; loudness
-    1.30x vs 1.33x. The time shift (0.95x vs 2.07x) splits its ops instead; fill blanks maps only
-    its per-item numpy search through here. ``torch.set_num_threads`` is process-wide, so it is 1 while the items
-    run and restored after (new threads take the process-wide value on their first op).
+    1.30x vs 1.33x. The time shift (0.95x vs 2.07x) splits its ops instead; fill blanks maps its
+    per-item compiled search and concealment through here. ``torch.set_num_threads`` is
+    process-wide, so it is 1 while the items run and restored after (a pool thread takes the
+    process-wide value on its first op, which is always 1 here).
     """
     threads = torch.get_num_threads()
     if threads <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
-    workers = min(threads, len(items))
-    # one task per worker (a contiguous share of the items): a task per item paid a hand-off
-    # through the GIL each, as much as a short item's own work
-    share = -(-len(items) // workers)
-    groups = [items[i : i + share] for i in range(0, len(items), share)]
     torch.set_num_threads(1)
     try:
-        done = _item_pool(workers).map(lambda group: [fn(item) for item in group], groups)
-        return [result for group in done for result in group]
+        # a task per item: on a shared machine one thread may stall, and the other then takes
+        # the rest (one bench run with contiguous halves per thread gave the spectral denoisers
+        # 1.11-1.45x on this 2-vCPU VM, one with a task per item 1.63-1.69x)
+        return list(_item_pool(min(threads, len(items))).map(fn, items))
     finally:
         torch.set_num_threads(threads)
 
@@ -160,9 +159,9 @@ _POOLS_LOCK = threading.Lock()
 def _item_pool(workers: int) -> ThreadPoolExecutor:
     """A process-wide pool of ``workers`` threads, kept between calls.
 
-    Starting the threads on every call cost ~0.6 ms per batch, a third of a batched
-    fill_blanks call on two threads. A forked child starts with no pools (the parent's threads
-    do not exist there).
+    Starting the threads on every call cost ~0.04 ms per item (0.6 ms per batch of 16), against
+    0.013 ms with a kept pool. A forked child starts with no pools (the parent's threads do not
+    exist there).
     """
     with _POOLS_LOCK:
         pool = _POOLS.get(workers)

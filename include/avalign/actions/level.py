@@ -175,7 +175,7 @@ def true_peak(x: Tensor) -> Tensor:
     Exact, but only where it can matter: an oversampled point between n and n + 1 is at most
     the kernel's L1 norm times the largest |x| within the kernel's reach, so only positions
     whose local bound beats the item's sample peak (a lower bound of the true peak) are
-    interpolated; the whole signal is oversampled only when more than a quarter qualify.
+    interpolated (:func:`_true_peak_above`).
     """
     check_batch(x)
     return _true_peak_above(x, None)
@@ -185,8 +185,8 @@ def _true_peak_above(x: Tensor, floor: Tensor | None) -> Tensor:
     """:func:`true_peak` where it exceeds ``floor`` (B,), else some value <= max(floor, peak).
 
     On the CPU with numba, one compiled scan per row (:func:`_true_peak_loops`) that writes
-    nothing but its result: a 10 s clip of noise took 0.6 ms instead of 5.6 ms, and rows run
-    on parallel threads without sharing the memory bus. Elsewhere :func:`_true_peak_torch`.
+    nothing but its result: for a 10 s clip at 16 kHz, white noise 1.8 ms instead of 4.2 ms,
+    speech 0.5 ms instead of 2.2 ms (one run, same process). Elsewhere :func:`_true_peak_torch`.
     """
     b, c, t = x.shape
     kernel = _compiled_true_peak() if x.device.type == "cpu" else None
@@ -402,8 +402,9 @@ def _limiter_gain(x: Tensor, target: Tensor, half: int) -> Tensor | None:
     """The limiter's gain (B, T), or None when every true peak is already <= ``target`` (B,).
 
     On the CPU with numba one compiled pass per item (:func:`_limiter_gain_loops`): it sums the
-    oversampling kernel only near peaks that can exceed the target and writes nothing but the
-    gain, 10x faster than the torch ops for a 10 s clip that needs limiting.
+    oversampling kernel only near peaks that can exceed the target and allocates no
+    clip-sized temporaries but its own work arrays: 3.7-6.0 ms instead of 6.7-10.2 ms for 10 s
+    of speech pushed 10 dB into the limiter.
     """
     kernel = _compiled_limiter_gain() if x.device.type == "cpu" else None
     if kernel is None or x.shape[-1] == 0:
