@@ -74,12 +74,13 @@ def test_compiled_weighted_energy_equals_sosfilt(monkeypatch: pytest.MonkeyPatch
     if level._compiled_energy() is None:
         pytest.skip("numba is not installed")
     x = torch.randn(3, 2, 20000, generator=torch.Generator().manual_seed(2)) * 0.3
-    for sample_rate in (16000, 48000):
-        compiled = level.block_energies(x, sample_rate)
+    # blocks at 16 kHz (1.25 s), one block at 48 kHz, shorter than a block (a single "block")
+    for clip, sample_rate in ((x, 16000), (x, 48000), (x[..., :1000], 16000)):
+        compiled = level.block_energies(clip, sample_rate)
         monkeypatch.setattr(level, "_compiled_energy", lambda: None)
-        reference = level.block_energies(x, sample_rate)
+        reference = level.block_energies(clip, sample_rate)
         monkeypatch.undo()
-        assert compiled.dtype == torch.float64
+        assert compiled.dtype == torch.float64 and compiled.shape == reference.shape
         assert torch.allclose(compiled, reference, rtol=1e-9, atol=0.0)
 
 

@@ -46,7 +46,8 @@ class StftConfig:
         return self.n_fft // 2 + 1
 
     def window(self, device: torch.device, dtype: torch.dtype) -> Tensor:
-        return torch.hann_window(self.n_fft, periodic=True, device=device, dtype=dtype)
+        """The periodic Hann window (shared between calls: read only)."""
+        return _hann(self.n_fft, torch.device(device), dtype)
 
     def frame_rate(self, sample_rate: int) -> float:
         return sample_rate / self.hop
@@ -63,6 +64,12 @@ def stft_config(sample_rate: int, overlap: int = 4) -> StftConfig:
         raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap}")
     n_fft = 2 ** max(6, round(math.log2(FRAME_SECONDS * sample_rate)))
     return StftConfig(n_fft=n_fft, hop=n_fft // overlap)
+
+
+@lru_cache(maxsize=32)
+def _hann(n_fft: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Cached: building the window was ~4 % of a Wiener call on a 10 s clip (twice per call)."""
+    return torch.hann_window(n_fft, periodic=True, device=device, dtype=dtype)
 
 
 def stft_frames(x: Tensor, cfg: StftConfig) -> Tensor:
