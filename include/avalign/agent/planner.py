@@ -126,8 +126,8 @@ class RulePlanner:
             plan.append({"action": "fill_blanks", "params": {}})
             why.append(f"{len(ev['gaps'])} dropout(s), {total:.2f} s of digital silence inside sound")
 
-        known, known_confidence, _ = best_offset_estimate(context)
-        known = known if known is not None and known_confidence >= self.min_offset_confidence else 0.0
+        offset, confidence, source = best_offset_estimate(context)
+        known = offset if offset is not None and confidence >= self.min_offset_confidence else 0.0
         for event in offscreen_events(ev, vis, offset_ms=known):  # looked up at its picture time
             start, end = float(event["start_s"]), float(event["end_s"])
             plan.append({"action": "suppress_event",
@@ -137,7 +137,6 @@ class RulePlanner:
                        f" {event['share']:.0%} of that stretch's energy) while the picture shows no change"
                        f" (motion x{ratio if ratio is not None else 'n/a'}) → suppress_event")
 
-        offset, confidence, source = best_offset_estimate(context)
         drift = before.get("drift_speed")
         if drift:
             # undo the drift first (timing faults first); the offset that matters is the one left
