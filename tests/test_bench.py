@@ -47,6 +47,8 @@ def test_every_action_has_speed_quality_and_references(report: tuple[dict, Path]
         if name in BATCHED:
             assert _finite(ours["batched_ms_per_clip"]), name
             assert _finite(ours["thread_speedup_1_to_2"]), name
+            # the machine's own two-thread speed-up, measured at the same moments (numba installed)
+            assert _finite(ours["machine_speedup_1_to_2"]) and ours["machine_speedup_1_to_2"] > 0.5, name
         for ref_name, ref in entry["references"].items():
             assert _finite(ref["single_ms"]) and _finite(ref["time_ratio_ours_over_ref"]), ref_name
         if entry["kind"] in ("denoiser", "neural_denoiser"):
