@@ -49,6 +49,9 @@ def test_every_action_has_speed_quality_and_references(report: tuple[dict, Path]
             assert _finite(ours["thread_speedup_1_to_2"]), name
             # the machine's own two-thread speed-up, measured at the same moments (numba installed)
             assert _finite(ours["machine_speedup_1_to_2"]) and ours["machine_speedup_1_to_2"] > 0.5, name
+            # and what FFT vector work (SIMD units, caches, memory shared) got at those moments
+            vector = ours["machine_vector_speedup_1_to_2"]
+            assert _finite(vector) and vector > 0.5, name
         for ref_name, ref in entry["references"].items():
             assert _finite(ref["single_ms"]) and _finite(ref["time_ratio_ours_over_ref"]), ref_name
         if entry["kind"] in ("denoiser", "neural_denoiser"):
@@ -73,6 +76,8 @@ def test_targets_are_pass_fail_lines_and_the_table_prints(report: tuple[dict, Pa
     for key in ("noisereduce", "librosa", "scipy.signal.wiener", "pyloudnorm", "threads"):
         assert key in names, key
     assert "rnnoise" in names
+    threads = next(t for t in targets if "threads" in t["target"])
+    assert "compute only" in threads["measured"] and "FFT vector work" in threads["measured"]
     text = format_report(data)
     assert "targets:" in text and ("PASS" in text or "FAIL" in text)
 

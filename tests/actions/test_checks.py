@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
 from avalign.actions import _checks
 from avalign.actions import functional as AF
-from avalign.actions._checks import cpu_chunked, parallel_map, per_item
+from avalign.actions._checks import cpu_chunked, one_torch_thread, parallel_map, per_item
 
 from .conftest import SR, add_white_noise, speech_like
 
@@ -143,6 +145,66 @@ def test_parallel_map_keeps_order_and_restores_threads() -> None:
     finally:
         torch.set_num_threads(before)
     assert parallel_map(lambda v: v + 1, [1, 2]) == [2, 3]  # one thread: a plain loop
+
+
+def test_one_torch_thread_yields_the_callers_count_and_restores_it() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="boom"), one_torch_thread() as threads:
+            assert threads == 2 and torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2
+        # workers given: that many items at a time, whatever the (now 1) thread count
+        with one_torch_thread() as threads:
+            names = parallel_map(lambda _: threading.current_thread().name, list(range(6)), workers=threads)
+            assert torch.get_num_threads() == 1
+        assert any(n.startswith("avalign-items") for n in names)
+        assert parallel_map(lambda _: threading.current_thread().name, [0, 1], workers=1) == [
+            threading.current_thread().name
+        ] * 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_no_op_around_parallel_items_runs_on_several_threads(
+    small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's own ops (allocating the result, copying each part, fill_blanks' clone) run on
+    one torch thread: an OpenMP region on two would leave a spinning thread behind."""
+    x = _batch()
+    x[:, :, 4000:5600] = 0.0  # a dropout per item for fill_blanks
+    calls: list[int] = []
+    real_assemble = _checks._assemble
+
+    def assemble(*args: object) -> object:
+        calls.append(torch.get_num_threads())
+        return real_assemble(*args)
+
+    monkeypatch.setattr(_checks, "_assemble", assemble)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        expected = (AF.wavelet_denoise(x, SR), AF.fill_blanks(x, SR))
+        torch.set_num_threads(2)
+        seen: list[int] = []
+        real_clone = torch.Tensor.clone
+
+        def clone(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return real_clone(self, *args, **kwargs)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(torch.Tensor, "clone", clone)
+            got = (AF.wavelet_denoise(x, SR), AF.fill_blanks(x, SR))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert calls and set(calls) == {1}
+    assert seen and set(seen) == {1}
+    assert torch.equal(got[0], expected[0])
+    assert torch.equal(got[1][0], expected[1][0]) and got[1][1] == expected[1][1]
+    assert all(got[1][1])  # every item had its dropout filled
 
 
 def test_suppress_event_chunked_on_two_threads_keeps_items_and_reports(small_chunks: None) -> None:

@@ -13,8 +13,9 @@ import inspect
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
@@ -123,10 +124,11 @@ a chunk (per-op overhead is paid once for many), so a CPU batch is never slower 
 single clips; each op still splits its rows over the torch threads."""
 
 
-def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """``[fn(item) for item in items]``; with n > 1 torch threads, n items at a time.
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None) -> list[R]:
+    """``[fn(item) for item in items]``; with n > 1 workers, n items at a time.
 
-    The items run on n Python threads of a kept pool (:func:`_item_pool`), one task per item,
+    ``workers`` defaults to the torch thread count. The items run on n Python threads of a kept
+    pool (:func:`_item_pool`), one task per item,
     each doing single-threaded torch ops; torch, numpy, pywt,
     scipy and the numba kernels release the GIL while they compute. Splitting each op's rows over
     torch's intra-op threads instead scales poorly here: the ops of one 10 s clip are too short
@@ -135,21 +137,40 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     whole items vs split ops: Wiener 2.55x vs 1.38x, gating 2.41x vs 1.50x, wavelet 2.10x vs
     1.68x, pitch 1.80x vs 1.16x, speed 1.72x vs 1.22x, subtraction 1.51x vs 1.16x; loudness
     1.30x vs 1.33x. The time shift (0.95x vs 2.07x) splits its ops instead; fill blanks maps its
-    per-item compiled search and concealment through here. ``torch.set_num_threads`` is
-    process-wide, so it is 1 while the items run and restored after (a pool thread takes the
-    process-wide value on its first op, which is always 1 here).
+    per-item compiled search and concealment through here. The torch thread count is 1 while
+    the items run (:func:`one_torch_thread`; a pool thread takes the process-wide value on its
+    first op, which is always 1 here).
     """
-    threads = torch.get_num_threads()
-    if threads <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread() as threads:
+        workers = threads if workers is None else workers
+        if workers <= 1 or len(items) <= 1:
+            return [fn(item) for item in items]
         # a task per item: on a shared machine one thread may stall, and the other then takes
         # the rest (one bench run with contiguous halves per thread gave the spectral denoisers
         # 1.11-1.45x on this 2-vCPU VM, one with a task per item 1.63-1.69x)
-        return list(_item_pool(min(threads, len(items))).map(fn, items))
+        return list(_item_pool(min(workers, len(items))).map(fn, items))
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[int]:
+    """Run the block on one torch thread; yields the thread count the caller had (restored after).
+
+    Why: a batch whose items run on :func:`parallel_map` must not run any op on several torch
+    threads around them either (a clone of the input, the copy of each part into the result).
+    After every OpenMP region its worker threads spin for ~7 ms before they sleep (libgomp's
+    default wait policy; measured here: a 0.4 ms clone at 2 threads followed by a 10 ms sleep
+    cost 7.7 ms of CPU, 0.45 ms with ``OMP_WAIT_POLICY=passive``), and on a 2-vCPU machine that
+    spinner takes a core from the items: per-clip CPU time of a B = 16 call doubled at 2
+    threads (fill blanks 0.55 -> 1.06 ms, volume 0.91 -> 1.86 ms).
+    """
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield threads
     finally:
-        torch.set_num_threads(threads)
+        if threads > 1:
+            torch.set_num_threads(threads)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -236,28 +257,39 @@ def cpu_chunked(*per_item_params: str, parallel_items: bool = False) -> Callable
                     elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
                         chunk[name] = list(value)[start:stop]
                 chunks.append(chunk)
-            if parallel_items:
-                parts: Iterable[Any] = parallel_map(lambda chunk: fn(**chunk), chunks)
-            else:
+            if not parallel_items:
                 parts = (fn(**chunk) for chunk in chunks)  # lazily: each part freed once copied
-            # each part goes into one preallocated output as soon as it exists, rather than all
-            # parts kept alive and concatenated (a second copy of the batch into fresh memory:
-            # measured 4 ms for 16 clips, a third of speed_change's batched time)
-            written = out is not None
-            reports: list[Any] = []
-            pairs = False
-            for start, part in zip(starts, parts, strict=True):
-                if isinstance(part, tuple):
-                    pairs = True
-                    part, report = part
-                    reports.extend(report)
-                if written:
-                    continue
-                if out is None:
-                    out = part.new_empty((b, *part.shape[1:]))
-                out[start : start + part.shape[0]] = part
-            return (out, reports) if pairs else out
+                return _assemble(b, starts, parts, out)
+            # the items on several threads, everything around them (the result's allocation,
+            # each part's copy into it) on one (see one_torch_thread)
+            with one_torch_thread() as threads:
+                parts_list = parallel_map(lambda chunk: fn(**chunk), chunks, workers=threads)
+                return _assemble(b, starts, parts_list, out)
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _assemble(b: int, starts: list[int], parts: Iterable[Any], out: Tensor | None) -> Any:
+    """The parts of a chunked call as one result (and the concatenated reports, if any).
+
+    Each part goes into one preallocated output as soon as it exists, rather than all parts
+    kept alive and concatenated (a second copy of the batch into fresh memory: measured 4 ms
+    for 16 clips, a third of speed_change's batched time). ``out`` given: the parts wrote their
+    rows there already.
+    """
+    written = out is not None
+    reports: list[Any] = []
+    pairs = False
+    for start, part in zip(starts, parts, strict=True):
+        if isinstance(part, tuple):
+            pairs = True
+            part, report = part
+            reports.extend(report)
+        if written:
+            continue
+        if out is None:
+            out = part.new_empty((b, *part.shape[1:]))
+        out[start : start + part.shape[0]] = part
+    return (out, reports) if pairs else out

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_batch, check_sample_rate, parallel_map
+from ._checks import check_batch, check_sample_rate, one_torch_thread, parallel_map
 from ._jit import numba_compile
 
 CONTEXT_S = 0.020
@@ -374,6 +374,18 @@ def fill_blanks(
     Returns the filled audio (items without blanks are bit-identical copies) and, per item, the
     list of ``(start_s, dur_s)`` blanks that were filled.
     """
+    with one_torch_thread() as threads:  # the batch-wide ops too (see one_torch_thread)
+        return _fill_blanks(x, sample_rate, min_gap_ms, max_gap_ms, depth_db, threads)
+
+
+def _fill_blanks(
+    x: Tensor,
+    sample_rate: int,
+    min_gap_ms: float,
+    max_gap_ms: float,
+    depth_db: float,
+    workers: int,
+) -> tuple[Tensor, list[list[tuple[float, float]]]]:
     check_batch(x)
     sample_rate = check_sample_rate(sample_rate)
     for name, value, lo in (
@@ -405,7 +417,7 @@ def fill_blanks(
     out = x.clone()
     reports: list[list[tuple[float, float]]] = []
     # items are independent numpy work: with several torch threads, several items at a time
-    for i, fills in enumerate(parallel_map(patches, list(x))):
+    for i, fills in enumerate(parallel_map(patches, list(x), workers=workers)):
         for start, end, patch in fills:
             out[i, :, start:end] = torch.from_numpy(patch).to(out.device, out.dtype)
         reports.append([(s / sample_rate, (e - s) / sample_rate) for s, e, _ in fills])
