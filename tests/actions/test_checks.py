@@ -130,6 +130,32 @@ def test_items_on_two_threads_equal_single_clips_on_one(small_chunks: None, name
     assert torch.equal(parallel, singles)
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["spectral_subtraction", "wiener_filter", "wavelet_denoise", "spectral_gating",
+     "speed_change", "pitch_change", "volume_adjust"],
+)
+def test_thread_count_does_not_change_a_bit(name: str) -> None:
+    """Default chunking (five 1 s clips fit one chunk): on 2 threads the batch is still cut
+    into a chunk per thread and no op runs on two threads, so batch and single clip on 2 threads
+    equal the 1-thread results exactly."""
+    x = _batch()
+    fn = getattr(AF, name)
+    args = {"speed_change": (1.1,), "pitch_change": (2.0,), "volume_adjust": (-20.0,)}.get(name, ())
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = fn(x, SR, *args)
+        torch.set_num_threads(2)
+        two = fn(x, SR, *args)
+        single_two = fn(x[1:2], SR, *args)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(two, one)
+    assert torch.equal(single_two, one[1:2])
+
+
 def test_parallel_map_keeps_order_and_restores_threads() -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -187,8 +187,22 @@ def _item_pool(workers: int) -> ThreadPoolExecutor:
     with _POOLS_LOCK:
         pool = _POOLS.get(workers)
         if pool is None:
-            pool = _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="avalign-items")
+            pool = _POOLS[workers] = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="avalign-items", initializer=_one_thread_here
+            )
         return pool
+
+
+def _one_thread_here() -> None:
+    """Fix a new pool thread's OpenMP thread count at the process-wide value, 1 (the pool only
+    starts threads inside :func:`parallel_map`, under :func:`one_torch_thread`).
+
+    torch applies that value to a thread lazily, on its first intra-op parallel call. An op
+    that reaches OpenMP without one (the oneDNN conv1d of speed_change) ran on the thread's
+    default count, all cores: two OpenMP threads inside each item's thread, and a result 1 ulp
+    off the one-thread call's.
+    """
+    torch.get_num_threads()  # runs torch's per-thread initialisation now
 
 
 def _forget_pools() -> None:
@@ -200,7 +214,9 @@ def _forget_pools() -> None:
 os.register_at_fork(after_in_child=_forget_pools)
 
 
-def cpu_chunked(*per_item_params: str, parallel_items: bool = False) -> Callable[[F], F]:
+def cpu_chunked(
+    *per_item_params: str, parallel_items: bool = False, chunk_samples: int | None = None
+) -> Callable[[F], F]:
     """Run a ``fn(x, sample_rate, ...)`` on a CPU batch in chunks of whole items.
 
     ``per_item_params`` name the arguments that may hold one value per item (a sequence or a
@@ -211,8 +227,12 @@ def cpu_chunked(*per_item_params: str, parallel_items: bool = False) -> Callable
     When ``fn`` takes an ``out`` tensor (the shape of ``x``), each chunk is written into its
     rows of it (allocated here unless the caller passed one) instead of being copied there.
     With ``parallel_items`` several torch threads run several chunks at a time, one each
-    (:func:`parallel_map`: scales better for the denoisers, speed and pitch); otherwise each op
-    splits its rows over the threads.
+    (:func:`parallel_map`: scales better for the denoisers, speed and pitch), and a batch on n
+    threads is cut into at least n chunks, so that no op ever runs on several threads: the
+    result is then bit-identical whatever the thread count (a conv1d split over 2 threads was
+    1 ulp off the 1-thread result). Otherwise each op splits its rows over the threads.
+    ``chunk_samples`` overrides :data:`CPU_CHUNK_SAMPLES` for a function whose temporaries are
+    small enough to share a chunk.
     """
 
     def decorate(fn: F) -> F:
@@ -225,8 +245,15 @@ def cpu_chunked(*per_item_params: str, parallel_items: bool = False) -> Callable
             if not isinstance(x, Tensor) or x.dim() != 3 or x.device.type != "cpu":
                 return fn(*args, **kwargs)
             b = x.shape[0]
-            per_call = max(1, CPU_CHUNK_SAMPLES // max(1, x.shape[1] * x.shape[2]))
+            limit = CPU_CHUNK_SAMPLES if chunk_samples is None else chunk_samples
+            per_call = max(1, limit // max(1, x.shape[1] * x.shape[2]))
+            threads = torch.get_num_threads()
+            if parallel_items and threads > 1:
+                per_call = min(per_call, -(-b // threads))  # a chunk per thread at least
             if b <= per_call:
+                if parallel_items and threads > 1:  # one item: still on one thread
+                    with one_torch_thread():
+                        return fn(*args, **kwargs)
                 return fn(*args, **kwargs)
             for name in per_item_params:
                 value = bound.arguments.get(name)
