@@ -187,22 +187,8 @@ def _item_pool(workers: int) -> ThreadPoolExecutor:
     with _POOLS_LOCK:
         pool = _POOLS.get(workers)
         if pool is None:
-            pool = _POOLS[workers] = ThreadPoolExecutor(
-                max_workers=workers, thread_name_prefix="avalign-items", initializer=_one_thread_here
-            )
+            pool = _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="avalign-items")
         return pool
-
-
-def _one_thread_here() -> None:
-    """Fix a new pool thread's OpenMP thread count at the process-wide value, 1 (the pool only
-    starts threads inside :func:`parallel_map`, under :func:`one_torch_thread`).
-
-    torch applies that value to a thread lazily, on its first intra-op parallel call. An op
-    that reaches OpenMP without one (the oneDNN conv1d of speed_change) ran on the thread's
-    default count, all cores: two OpenMP threads inside each item's thread, and a result 1 ulp
-    off the one-thread call's.
-    """
-    torch.get_num_threads()  # runs torch's per-thread initialisation now
 
 
 def _forget_pools() -> None:
