@@ -19,9 +19,10 @@ Timing: "single" is the median wall time of one call on one (1, 1, T) clip over 
 (and ``repeats`` passes); "batched" is one call on B = 16 clips divided by 16 (median over
 ``repeats``; each batched call follows a pass of single calls on the same 16 clips, so both
 see the same load, and one untimed call at the same thread count), also with 2 threads for the
-thread speed-up; the single-clip figure it is compared with is that pass's mean per clip. Beside each 1- and 2-thread
-batched call, a compute-only kernel runs through the same thread pool (``_machine_reference``):
-its speed-up is what this machine's two threads gave at that moment. The neural denoisers are a
+thread speed-up; the single-clip figure it is compared with is that pass's mean per clip.
+Beside each 1- and 2-thread batched call, a compute-only kernel (``_machine_reference``) and
+FFT vector work (``_vector_reference``) run through the same thread pool: their speed-ups are
+what this machine's two threads gave at that moment. The neural denoisers are a
 loop over items (their C runtimes are single-stream), so they have no batched figure. A warm-up
 call precedes every timing (lazy tables, numba caches).
 
@@ -783,7 +784,6 @@ def _machine_reference() -> Callable[[int], float]:
     goes (a compiled loop measured 1.37x to 2.08x minutes apart), so each action's speed-up is
     reported beside this one, measured at the same moments. Without numba: NaN.
     """
-    from avalign.actions._checks import parallel_map
     from avalign.actions._jit import numba_compile
 
     kernel = numba_compile(_arithmetic)
@@ -791,15 +791,7 @@ def _machine_reference() -> Callable[[int], float]:
         return lambda threads: math.nan
     kernel(10)
     items = list(range(16))
-
-    def run(threads: int) -> float:
-        torch.set_num_threads(threads)
-        try:
-            return _timed(lambda: parallel_map(lambda _: kernel(MACHINE_ITEM_ITERATIONS), items))[1]
-        finally:
-            torch.set_num_threads(1)
-
-    return run
+    return lambda threads: _pool_seconds(lambda _: kernel(MACHINE_ITEM_ITERATIONS), items, threads)
 
 
 def _vector_reference() -> Callable[[int], float]:
@@ -812,8 +804,6 @@ def _vector_reference() -> Callable[[int], float]:
     caches and memory bandwidth shared). On this project's 2-vCPU VM, one afternoon: 1.90x and
     1.71-1.81x, while the actions, whose items run dozens of ops each, got 1.4x.
     """
-    from avalign.actions._checks import parallel_map
-
     generator = torch.Generator().manual_seed(0)
     frames = [torch.randn(*VECTOR_ITEM_FRAMES, generator=generator) for _ in range(16)]
     n = VECTOR_ITEM_FRAMES[1]
@@ -821,14 +811,18 @@ def _vector_reference() -> Callable[[int], float]:
     def item(x: torch.Tensor) -> torch.Tensor:
         return torch.fft.irfft(torch.fft.rfft(x) * 0.5, n=n)
 
-    def run(threads: int) -> float:
-        torch.set_num_threads(threads)
-        try:
-            return _timed(lambda: parallel_map(item, frames))[1]
-        finally:
-            torch.set_num_threads(1)
+    return lambda threads: _pool_seconds(item, frames, threads)
 
-    return run
+
+def _pool_seconds(fn: Callable[[Any], Any], items: list[Any], threads: int) -> float:
+    """Seconds of ``parallel_map(fn, items)`` on ``threads`` torch threads (then back to 1)."""
+    from avalign.actions._checks import parallel_map
+
+    torch.set_num_threads(threads)
+    try:
+        return _timed(lambda: parallel_map(fn, items))[1]
+    finally:
+        torch.set_num_threads(1)
 
 
 def _arithmetic(n):  # type: ignore[no-untyped-def]

@@ -41,11 +41,11 @@ def content_length(length: int, factor: float) -> int:
 
 
 SPEED_CHUNK_SAMPLES = 4 * 160_000
-"""Samples per CPU call of :func:`speed_change`: four 10 s clips at 16 kHz, each op split over
-the torch threads. Its temporaries are small (one strided conv1d), so four clips share the cache,
-and its items were too short (0.33 ms) to gain from a thread each: B = 16 on this 2-vCPU VM,
-per clip, 1 / 2 threads: a thread per clip 0.337 / 0.336 ms, chunks of 2 clips 0.282 / 0.206,
-of 4 0.263 / 0.174, of 8 0.332 / 0.226, all 16 at once 0.360 / 0.235 (single calls 0.333)."""
+"""Samples per CPU call of :func:`speed_change`: four 10 s clips at 16 kHz, a thread per chunk.
+Its temporaries are small (one strided conv1d), so four clips share the cache, and one clip was
+too short (0.33 ms) to gain from a thread of its own. B = 16 on this 2-vCPU VM, per clip, 1 / 2
+threads: chunks of 1 clip 0.341 / 0.313 ms, of 2 0.283 / 0.259, of 4 0.281 / 0.214, of 8
+0.329 / 0.278 (single calls 0.333)."""
 
 
 @cpu_chunked("factor", parallel_items=True, chunk_samples=SPEED_CHUNK_SAMPLES)
