@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pytest
 
-from avalign.bench import BANDS_DB, format_report, run_bench
+from avalign.bench import BANDS_DB, _paired_speedups, format_report, run_bench
 from avalign.cli import build_parser
 
 ACTIONS = {
@@ -80,6 +81,21 @@ def test_targets_are_pass_fail_lines_and_the_table_prints(report: tuple[dict, Pa
     assert "compute only" in threads["measured"] and "FFT vector work" in threads["measured"]
     text = format_report(data)
     assert "targets:" in text and ("PASS" in text or "FAIL" in text)
+
+
+def test_thread_speedup_is_the_median_of_its_paired_passes(report: tuple[dict, Path]) -> None:
+    batching = report[0]["batching"]
+    assert set(batching) == BATCHED
+    for name, row in batching.items():
+        passes = row["thread_speedup_passes"]
+        assert len(passes) == row["thread_passes"] >= 1 and all(_finite(v) for v in passes), name
+        assert row["thread_speedup_1_to_2"] == pytest.approx(statistics.median(passes), abs=1e-3)
+
+
+def test_paired_speedups_divide_each_pass_by_its_own_two_thread_time() -> None:
+    assert _paired_speedups({1: [2.0, 3.0, 1.0], 2: [1.0, 2.0, 1.0]}) == [2.0, 1.5, 1.0]
+    with pytest.raises(ValueError):  # a pass without its pair is a bug, not a result
+        _paired_speedups({1: [2.0, 3.0], 2: [1.0]})
 
 
 def test_cli_has_the_bench_command() -> None:
