@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_batch, check_sample_rate, one_torch_thread, parallel_map
+from ._checks import check_batch, check_sample_rate, cpu_chunked
 from ._jit import numba_compile
 
 CONTEXT_S = 0.020
@@ -374,19 +374,6 @@ def fill_blanks(
     Returns the filled audio (items without blanks are bit-identical copies) and, per item, the
     list of ``(start_s, dur_s)`` blanks that were filled.
     """
-    with one_torch_thread() as threads:  # the batch-wide ops too (see one_torch_thread)
-        return _fill_blanks(x, sample_rate, min_gap_ms, max_gap_ms, depth_db, threads)
-
-
-def _fill_blanks(
-    x: Tensor,
-    sample_rate: int,
-    min_gap_ms: float,
-    max_gap_ms: float,
-    depth_db: float,
-    workers: int,
-) -> tuple[Tensor, list[list[tuple[float, float]]]]:
-    check_batch(x)
     sample_rate = check_sample_rate(sample_rate)
     for name, value, lo in (
         ("min_gap_ms", min_gap_ms, 1.0),
@@ -402,23 +389,48 @@ def _fill_blanks(
             raise ValueError(f"{name} must be a finite number >= {lo}, got {value!r}")
     if max_gap_ms < min_gap_ms:
         raise ValueError(f"max_gap_ms ({max_gap_ms}) must be >= min_gap_ms ({min_gap_ms})")
+    return _fill_items(x, sample_rate, min_gap_ms, max_gap_ms, depth_db)
 
-    def patches(item: Tensor) -> list[tuple[int, int, np.ndarray]]:
-        guide = item.detach().to("cpu")
-        if guide.dtype not in (torch.float32, torch.float64):
-            guide = guide.double()
-        found = find_blanks(guide.numpy(), sample_rate, min_gap_ms, max_gap_ms, depth_db)
-        if not found:
-            return []
-        samples = guide.numpy()  # the fills are float64 whatever the input
-        fills = [(start, end, conceal(samples, start, end, sample_rate)) for start, end in found]
-        return [(start, end, patch) for start, end, patch in fills if patch is not None]
 
-    out = x.clone()
+@cpu_chunked(parallel_items=True)
+def _fill_items(
+    x: Tensor,
+    sample_rate: int,
+    min_gap_ms: float,
+    max_gap_ms: float,
+    depth_db: float,
+    out: Tensor | None = None,
+) -> tuple[Tensor, list[list[tuple[float, float]]]]:
+    """:func:`fill_blanks` on a chunk of the batch, item by item, into ``out`` (x's shape).
+
+    A chunk per thread with several torch threads (``cpu_chunked``): the check, the copy of the
+    input into its rows of the result and the fills all run in the chunk's thread. Before, the
+    check and the copy of the whole batch ran on the calling thread while the other waited.
+    """
+    check_batch(x)
+    if out is None:
+        out = x.clone()
+    else:
+        out.copy_(x)
     reports: list[list[tuple[float, float]]] = []
-    # items are independent numpy work: with several torch threads, several items at a time
-    for i, fills in enumerate(parallel_map(patches, list(x), workers=workers)):
+    for i in range(x.shape[0]):
+        fills = _patches(x[i], sample_rate, min_gap_ms, max_gap_ms, depth_db)
         for start, end, patch in fills:
             out[i, :, start:end] = torch.from_numpy(patch).to(out.device, out.dtype)
         reports.append([(s / sample_rate, (e - s) / sample_rate) for s, e, _ in fills])
     return out, reports
+
+
+def _patches(
+    item: Tensor, sample_rate: int, min_gap_ms: float, max_gap_ms: float, depth_db: float
+) -> list[tuple[int, int, np.ndarray]]:
+    """The blanks of one (C, T) item and their concealment: ``(start, end, samples)``."""
+    guide = item.detach().to("cpu")
+    if guide.dtype not in (torch.float32, torch.float64):
+        guide = guide.double()
+    found = find_blanks(guide.numpy(), sample_rate, min_gap_ms, max_gap_ms, depth_db)
+    if not found:
+        return []
+    samples = guide.numpy()  # the fills are float64 whatever the input
+    fills = [(start, end, conceal(samples, start, end, sample_rate)) for start, end in found]
+    return [(start, end, patch) for start, end, patch in fills if patch is not None]
