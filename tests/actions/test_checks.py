@@ -196,8 +196,8 @@ def test_one_torch_thread_yields_the_callers_count_and_restores_it() -> None:
 def test_no_op_around_parallel_items_runs_on_several_threads(
     small_chunks: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The batch's own ops (allocating the result, copying each part, fill_blanks' clone) run on
-    one torch thread: an OpenMP region on two would leave a spinning thread behind."""
+    """The batch's own ops (allocating the result, copying each part, fill_blanks' copy of its
+    input) run on one torch thread: an OpenMP region on two would leave a spinning thread."""
     x = _batch()
     x[:, :, 4000:5600] = 0.0  # a dropout per item for fill_blanks
     calls: list[int] = []
@@ -214,14 +214,14 @@ def test_no_op_around_parallel_items_runs_on_several_threads(
         expected = (AF.wavelet_denoise(x, SR), AF.fill_blanks(x, SR))
         torch.set_num_threads(2)
         seen: list[int] = []
-        real_clone = torch.Tensor.clone
+        real_copy = torch.Tensor.copy_
 
-        def clone(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        def copy_(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
             seen.append(torch.get_num_threads())
-            return real_clone(self, *args, **kwargs)
+            return real_copy(self, *args, **kwargs)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(torch.Tensor, "clone", clone)
+            patch.setattr(torch.Tensor, "copy_", copy_)
             got = (AF.wavelet_denoise(x, SR), AF.fill_blanks(x, SR))
         assert torch.get_num_threads() == 2
     finally:
