@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from avalign.bench import BANDS_DB, _paired_speedups, format_report, run_bench
+from avalign.bench import BANDS_DB, _paired_ratios, format_report, run_bench
 from avalign.cli import build_parser
 
 ACTIONS = {
@@ -90,12 +90,13 @@ def test_thread_speedup_is_the_median_of_its_paired_passes(report: tuple[dict, P
         passes = row["thread_speedup_passes"]
         assert len(passes) == row["thread_passes"] >= 1 and all(_finite(v) for v in passes), name
         assert row["thread_speedup_1_to_2"] == pytest.approx(statistics.median(passes), abs=1e-3)
+        assert _finite(row["batched_over_single"]) and row["calls_per_sample"] >= 1, name
 
 
-def test_paired_speedups_divide_each_pass_by_its_own_two_thread_time() -> None:
-    assert _paired_speedups({1: [2.0, 3.0, 1.0], 2: [1.0, 2.0, 1.0]}) == [2.0, 1.5, 1.0]
+def test_paired_ratios_divide_each_pass_by_its_own_pair() -> None:
+    assert _paired_ratios([2.0, 3.0, 1.0], [1.0, 2.0, 1.0]) == [2.0, 1.5, 1.0]
     with pytest.raises(ValueError):  # a pass without its pair is a bug, not a result
-        _paired_speedups({1: [2.0, 3.0], 2: [1.0]})
+        _paired_ratios([2.0, 3.0], [1.0])
 
 
 def test_cli_has_the_bench_command() -> None:
