@@ -16,17 +16,16 @@ second meter (pyloudnorm) reads, and by how far our meter is from pyloudnorm's; 
 the injected dropouts it finds and how close the fill's level is to what was lost.
 
 Timing: "single" is the median wall time of one call on one (1, 1, T) clip over every input
-(and ``repeats`` passes); "batched" is one call on B = 16 clips divided by 16 (median over
-``THREAD_PASSES`` passes; the first ``repeats`` of them begin with a pass of single calls on
-the same 16 clips, so both see the same load; each timed sample repeats the call for at least
-``THREAD_SAMPLE_S`` and follows one untimed call at the same thread count), on 1 and then on 2
-threads. The thread speed-up is the median over
-the passes of each pass's 1-thread time over its 2-thread time (:func:`_paired_ratios`), and
-the batch is compared with single calls the same way (each pass's batched time per clip over
-that pass's mean single-clip time).
-Beside each 1- and 2-thread batched call, a compute-only kernel (``_machine_reference``) and
-FFT vector work (``_vector_reference``) run through the same thread pool: their speed-ups
-(paired the same way) are what this machine's two threads gave at those moments. The neural denoisers are a
+(and ``repeats`` passes); "batched" is one call on B = 16 clips divided by 16, median over
+``THREAD_PASSES`` passes. A pass runs single calls on the same 16 clips, then the batched call
+on 1 and on 2 threads; each timed batched sample repeats the call for at least
+``THREAD_SAMPLE_S`` and follows one untimed call at the same thread count. The thread speed-up
+is the median over the passes of each pass's 1-thread time over its 2-thread time
+(:func:`_paired_ratios`), and the batch is compared with single calls the same way (each pass's
+batched time per clip over that pass's mean single-clip time). Beside each 1- and 2-thread
+batched sample, a compute-only kernel (``_machine_reference``) and FFT vector work
+(``_vector_reference``) run through the same thread pool: their speed-ups (paired the same
+way) are what this machine's two threads gave at those moments. The neural denoisers are a
 loop over items (their C runtimes are single-stream), so they have no batched figure. A warm-up
 call precedes every timing (lazy tables, numba caches).
 
@@ -803,11 +802,10 @@ THREAD_SAMPLE_S = 0.2
 ~20 ms per batch of 16 on this VM, 10 times), so that one interruption cannot set a pass's
 speed-up alone."""
 THREAD_PASSES = 9
-"""Passes of the 1- and 2-thread batched calls per action (the single-clip pass runs in the
-first ``repeats`` of them). On this project's 2-vCPU VM the speed-up of one pass ranged from
-0.99x to 1.95x for the same call minutes apart, and the compute-only reference's from 0.98x to
-2.90x (a 1-thread time caught by another tenant); with three passes the median still moved by
-0.4 between runs. Nine passes cost ~50 s more per ``make bench``."""
+"""Passes per action of single calls, then the batched call on 1 and on 2 threads. On this
+project's 2-vCPU VM one pass's speed-up ranged from 0.99x to 1.95x for the same call minutes
+apart, and the compute-only reference's from 0.98x to 2.90x (a 1-thread time caught by another
+tenant); with three passes the median still moved by 0.4 between runs."""
 
 
 def _paired_ratios(numerators: list[float], denominators: list[float]) -> list[float]:
