@@ -798,9 +798,9 @@ def _bench_batching(
 
 
 THREAD_SAMPLE_S = 0.2
-"""Least 1-thread time of one timed batched sample: fast actions repeat the call (speed_change,
-~20 ms per batch of 16 on this VM, 10 times), so that one interruption cannot set a pass's
-speed-up alone."""
+"""Least 1-thread time of one timed batched sample. Fast actions repeat the call: speed_change
+(~28 ms per batch of 16 on the ninth session's VM) 7-8 times, the time shift 46-52 times. So
+one interruption cannot set a pass's speed-up alone."""
 THREAD_PASSES = 9
 """Passes per action of single calls, then the batched call on 1 and on 2 threads. On this
 project's 2-vCPU VM one pass's speed-up ranged from 0.99x to 1.95x for the same call minutes
@@ -814,7 +814,8 @@ def _paired_ratios(numerators: list[float], denominators: list[float]) -> list[f
     Why paired: on a shared machine the load drifts within seconds, and a pair sees the same
     load; the median of the pairs then drops the passes that a neighbour disturbed.
     """
-    return [a / b if b > 0 else math.nan for a, b in zip(numerators, denominators, strict=True)]
+    pairs = zip(numerators, denominators, strict=True)
+    return [a / b if b > 0 else math.nan for a, b in pairs]
 
 
 MACHINE_ITEM_ITERATIONS = 2_000_000
