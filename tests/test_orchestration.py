@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from avalign.orchestration import REPO_ROOT, airflow_env, backfill_command
+from avalign.orchestration import REPO_ROOT, airflow_cli, airflow_env, backfill_command
 
 
 def test_env_points_airflow_at_the_repository():
@@ -43,3 +44,39 @@ def test_backfill_command_rebuilds_completed_dates():
     assert args[-1] == "--dry-run"
     with pytest.raises(ValueError, match="max_active_runs"):
         backfill_command("2026-01-01", "2026-01-03", max_active_runs=0)
+
+
+def _completed(rc: int, stderr: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(["airflow"], rc, stdout="", stderr=stderr)
+
+
+def test_a_command_sqlite_locked_runs_again_and_other_failures_do_not(tmp_path, monkeypatch):
+    from avalign import orchestration
+    from avalign.errors import AvalignError
+
+    env = airflow_env(REPO_ROOT, home=tmp_path / "af")
+    locked = _completed(1, "sqlite3.OperationalError: database is locked")
+    answers: list[subprocess.CompletedProcess[str]] = []
+    calls: list[list[str]] = []
+    waits: list[float] = []
+
+    def run(cmd, **kwargs):
+        calls.append(cmd)
+        return answers.pop(0)
+
+    monkeypatch.setattr(orchestration.subprocess, "run", run)
+    monkeypatch.setattr(orchestration.time, "sleep", waits.append)
+    answers[:] = [locked, locked, _completed(0)]
+    assert airflow_cli(["backfill", "create"], env, check=True, lock_retries=3).returncode == 0
+    assert len(calls) == 3 and waits == [2.0, 4.0]
+    answers[:] = [locked] * 3
+    with pytest.raises(AvalignError, match="database is locked"):
+        airflow_cli(["backfill", "create"], env, check=True, lock_retries=2)
+    calls.clear()
+    answers[:] = [_completed(1, "DAG av_align not found")]
+    with pytest.raises(AvalignError, match="not found"):
+        airflow_cli(["backfill", "create"], env, check=True, lock_retries=3)
+    assert len(calls) == 1  # only the lock is worth another try
+    calls.clear()
+    answers[:] = [locked]
+    assert airflow_cli(["dags", "list"], env).returncode == 1 and len(calls) == 1  # no retries asked

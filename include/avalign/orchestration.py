@@ -21,6 +21,7 @@ overhead (CLI start, DAG sync, one in-process task runner per task) to the tasks
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avalign.errors import AvalignError
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "av_align"
@@ -75,16 +78,40 @@ def airflow_env(repo_root: str | Path = REPO_ROOT, *, home: str | Path | None = 
     }
 
 
+SQLITE_LOCKED = "database is locked"
+LOCK_RETRY_WAIT_S = 2.0
+"""First wait before a command that SQLite's lock failed runs again (doubled each time)."""
+
+
 def airflow_cli(args: list[str], env: Mapping[str, str], *, timeout_s: float | None = None,
-                check: bool = False) -> subprocess.CompletedProcess[str]:
-    """``python -m airflow <args>`` with this interpreter, so the venv's Airflow is used."""
+                check: bool = False, lock_retries: int = 0) -> subprocess.CompletedProcess[str]:
+    """``python -m airflow <args>`` with this interpreter, so the venv's Airflow is used.
+
+    ``lock_retries``: run the command again (up to that many times, after 2, 4, 8 ... s) when it
+    failed with SQLite's "database is locked". The busy timeout cannot help when two SQLite
+    writers deadlock (one holds a read lock and asks to write while the other waits to commit):
+    SQLite fails one of them at once. Only for commands that undo their partial work on that
+    error, as ``backfill create`` does (Airflow deletes the half-created backfill "so the user
+    can retry"); a test run hit it on this 2-core machine with the scheduler writing.
+    """
     merged = {**os.environ, **env}
     Path(merged["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "airflow", *args]
-    try:
-        proc = subprocess.run(cmd, env=merged, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        raise AvalignError(f"`airflow {' '.join(args[:3])}` did not finish within {timeout_s:.0f}s") from exc
+    wait_s = LOCK_RETRY_WAIT_S
+    for attempt in range(lock_retries + 1):
+        try:
+            proc = subprocess.run(cmd, env=merged, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            raise AvalignError(
+                f"`airflow {' '.join(args[:3])}` did not finish within {timeout_s:.0f}s"
+            ) from exc
+        locked = proc.returncode != 0 and SQLITE_LOCKED in (proc.stdout + proc.stderr)
+        if not locked or attempt == lock_retries:
+            break
+        log.warning("`airflow %s` hit SQLite's lock; running it again in %.0f s (%d/%d)",
+                    " ".join(args[:3]), wait_s, attempt + 1, lock_retries)
+        time.sleep(wait_s)
+        wait_s *= 2
     if check and proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
         raise AvalignError(f"`airflow {' '.join(args[:3])}` exited with {proc.returncode}:\n{tail}")

@@ -91,7 +91,8 @@ def test_backfill_rebuilds_each_past_day(scheduler_env, triton_server, tmp_path)
             "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
             "max_quarantined_share": 1.0, "min_improved_or_passed_share": 0.0}
     t0 = time.perf_counter()
-    airflow_cli(backfill_command(DATES[0], DATES[-1], conf), env, check=True)
+    # the scheduler writes as the runs are created: SQLite may fail the CLI's write at once
+    airflow_cli(backfill_command(DATES[0], DATES[-1], conf), env, check=True, lock_retries=3)
 
     db_path = home / "airflow.db"
     deadline = time.monotonic() + 1200
