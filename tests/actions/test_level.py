@@ -108,11 +108,19 @@ def test_compiled_true_peak_equals_the_convolution() -> None:
         assert bool((capped <= torch.maximum(1.2 * exact, sample_peak)).all()), name
 
 
+def _clicks(half: int) -> torch.Tensor:
+    """Quiet noise with clicks at both ends and pairs just inside and outside one region's reach."""
+    x = 0.01 * torch.randn(1, 1, 12000, generator=torch.Generator().manual_seed(9))
+    for at in (0, 3, 2000, 2000 + 4 * half, 6000, 6000 + 4 * half + 1, 11999):
+        x[0, 0, at] = 0.9
+    return x
+
+
 def test_compiled_limiter_gain_equals_the_torch_ops() -> None:
-    if level._compiled_limiter_gain() is None:
+    if level._compiled_apply_limiter() is None:
         pytest.skip("numba is not installed")
     half = 160
-    for name, x in _peak_cases().items():
+    for name, x in {**_peak_cases(), "clicks": _clicks(half)}.items():
         for scale in (1.0, 3.0):
             loud = x * scale
             target = torch.full((x.shape[0],), 0.8)
@@ -122,3 +130,35 @@ def test_compiled_limiter_gain_equals_the_torch_ops() -> None:
                 assert torch.allclose(ours, reference, rtol=0.0, atol=1e-6), (name, scale)
     quiet = 0.01 * torch.ones(1, 1, 1000)
     assert level._limiter_gain(quiet, torch.tensor([0.8]), half) is None
+
+
+def test_envelope_points_serve_every_smaller_gain() -> None:
+    """volume_adjust scans a clip once, at the largest gain it may try, and limits at each gain."""
+    if level._compiled_apply_limiter() is None:
+        pytest.skip("numba is not installed")
+    x = torch.cat([speech_like(0.75)[None], 0.5 * _clicks(160)])  # 12000 samples each
+    lin = np.array([10 ** (-1 / 20), 10 ** (-3 / 20)])
+    half = level._limiter_half(SR)
+    largest = np.array([8.0, 4.0])
+    target = lin * 10.0 ** (-level._LIMIT_MARGIN_DB / 20.0)
+    points = level._envelope_points(x, target / largest)
+    for gains in (np.array([1.0, 1.0]), np.array([3.0, 2.5]), largest):
+        reused = level._limit_gained(x, gains, lin, half, points)
+        gained = x * torch.from_numpy(gains).float().view(-1, 1, 1)
+        fresh = limit_true_peak(gained, SR, [-1.0, -3.0])
+        assert torch.allclose(reused, fresh, rtol=0.0, atol=1e-6), gains
+        assert bool((true_peak(reused).double() <= torch.from_numpy(lin) * (1 + 1e-6)).all()), gains
+
+
+def test_volume_without_numba_matches_the_compiled_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The torch ops (CUDA, or no numba) and the compiled scan limit alike, to float32 rounding."""
+    if level._compiled_apply_limiter() is None:
+        pytest.skip("numba is not installed")
+    x = torch.stack([speech_like(2.0), speech_like(2.0, seed=3), 0.3 * speech_like(2.0, seed=4)])
+    targets, ceilings = [-10.0, -14.0, -23.0], [-1.0, -2.0, -1.0]
+    compiled = volume_adjust(x, SR, targets, ceilings)
+    monkeypatch.setattr(level, "_compiled_apply_limiter", lambda: None)
+    reference = volume_adjust(x, SR, targets, ceilings)
+    assert torch.allclose(compiled, reference, rtol=0.0, atol=2e-6)
+    peaks_db = 20 * torch.log10(true_peak(compiled).double())
+    assert bool((peaks_db <= torch.tensor(ceilings, dtype=torch.float64) + 1e-4).all())
