@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_batch, check_sample_rate, cpu_chunked
+from ._checks import SHARED_CHUNK_SAMPLES, check_batch, check_sample_rate, cpu_chunked
 from ._jit import numba_compile
 
 CONTEXT_S = 0.020
@@ -392,7 +392,7 @@ def fill_blanks(
     return _fill_items(x, sample_rate, min_gap_ms, max_gap_ms, depth_db)
 
 
-@cpu_chunked(parallel_items=True)
+@cpu_chunked(parallel_items=True, chunk_samples=SHARED_CHUNK_SAMPLES)
 def _fill_items(
     x: Tensor,
     sample_rate: int,

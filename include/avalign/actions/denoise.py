@@ -28,7 +28,14 @@ import pywt
 import torch
 from torch import Tensor
 
-from ._checks import ParamLike, check_batch, check_sample_rate, cpu_chunked, per_item
+from ._checks import (
+    SHARED_CHUNK_SAMPLES,
+    ParamLike,
+    check_batch,
+    check_sample_rate,
+    cpu_chunked,
+    per_item,
+)
 from ._filters import moving_mean, running_min
 from ._jit import numba_compile
 from .noise import minimum_bias, noise_frames, smooth_frames, window_frames
@@ -129,7 +136,9 @@ def spectral_subtraction(
     return istft_frames(spec * gain, cfg, x.shape[-1]).to(x.dtype)
 
 
-@cpu_chunked("alpha", "min_prior_snr_db", parallel_items=True)
+@cpu_chunked(
+    "alpha", "min_prior_snr_db", parallel_items=True, chunk_samples=SHARED_CHUNK_SAMPLES
+)
 def wiener_filter(
     x: Tensor,
     sample_rate: int,
@@ -469,7 +478,7 @@ def _stationary_band_psd(x: Tensor, sample_rate: int) -> tuple[StftConfig, Tenso
     return cfg, minimum * (minimum_bias(effective) / window_energy)
 
 
-@cpu_chunked("threshold_scale", parallel_items=True)  # pywt: one thread per item
+@cpu_chunked("threshold_scale", parallel_items=True, chunk_samples=SHARED_CHUNK_SAMPLES)
 def wavelet_denoise(
     x: Tensor,
     sample_rate: int,

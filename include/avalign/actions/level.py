@@ -24,7 +24,14 @@ import torch.nn.functional as F
 from scipy.signal import sosfilt
 from torch import Tensor
 
-from ._checks import ParamLike, check_batch, check_sample_rate, cpu_chunked, per_item
+from ._checks import (
+    SHARED_CHUNK_SAMPLES,
+    ParamLike,
+    check_batch,
+    check_sample_rate,
+    cpu_chunked,
+    per_item,
+)
 from ._filters import moving_mean, sliding_min
 from ._jit import numba_compile
 from .resample import _oversample_kernel, oversample
@@ -767,7 +774,9 @@ def _limiter_gain_torch(x: Tensor, target: Tensor, half: int) -> Tensor | None:
     return moving_mean(floor, width).clamp(max=1.0)
 
 
-@cpu_chunked("target_lufs", "peak_ceiling_db", parallel_items=True)  # scipy sosfilt
+@cpu_chunked(
+    "target_lufs", "peak_ceiling_db", parallel_items=True, chunk_samples=SHARED_CHUNK_SAMPLES
+)
 def volume_adjust(
     x: Tensor,
     sample_rate: int,
@@ -816,30 +825,25 @@ def volume_adjust(
     largest_gain = base * 10.0 ** (MAX_MAKEUP_DB / 20.0)
     goal_lin = lin * 10.0 ** (-_LIMIT_MARGIN_DB / 20.0)
     half = _limiter_half(sample_rate)
-    y, prev_extra, prev_reached = x, None, None
+    prev_extra, prev_reached = None, None
+    limited: dict[int, Tensor] = {}  # the items the last pass limited, as it limited them
     for _ in range(LOUDNESS_PASSES):
         gain = base * 10.0 ** (extra / 20.0)
-        risky = np.flatnonzero(gain * peak > lin).tolist()
-        if len(risky) < b:
-            y = x * torch.from_numpy(gain).to(x.device, x.dtype).view(-1, 1, 1)
         # loudness of a plain gain is exact from the blocks; only limited items are re-measured
         reached = _gated_loudness(z * np.square(gain)[:, None])
-        if risky:
+        risky = np.flatnonzero(gain * peak > lin).tolist()
+        limited = {}
+        for i in risky:  # one item at a time: views, no gathered copies of the batch
             envelopes = None
             if scan_ahead:
-                stale = [i for i in risky if i not in scanned or gain[i] > scanned[i][0]]
-                if stale:
-                    ahead = gain[stale] * 10.0 ** (SCAN_AHEAD_DB / 20.0)
-                    reach = np.minimum(ahead, largest_gain[stale])
-                    found = _envelope_points(x[stale], goal_lin[stale] / reach * (1.0 - 1e-9))
-                    scanned.update((i, (r, f)) for i, r, f in zip(stale, reach.tolist(), found))
-                envelopes = [scanned[i][1] for i in risky]
-            if len(risky) == b:  # the usual case of a one-clip chunk: no gathers, no scatter
-                y = _limit_gained(x, gain, lin, half, envelopes)
-                reached = integrated_loudness(y, sample_rate).numpy()
-            else:
-                y[risky] = _limit_gained(x[risky], gain[risky], lin[risky], half, envelopes)
-                reached[risky] = integrated_loudness(y[risky], sample_rate).numpy()
+                if i not in scanned or gain[i] > scanned[i][0]:
+                    reach = min(gain[i] * 10.0 ** (SCAN_AHEAD_DB / 20.0), largest_gain[i])
+                    thresholds = np.array([goal_lin[i] / reach * (1.0 - 1e-9)])
+                    scanned[i] = (reach, _envelope_points(x[i : i + 1], thresholds)[0])
+                envelopes = [scanned[i][1]]
+            limited[i] = _limit_gained(x[i : i + 1], gain[i : i + 1], lin[i : i + 1], half, envelopes)
+            energies = block_energies(limited[i], sample_rate).sum(dim=1).numpy()
+            reached[i] = float(_gated_loudness(energies)[0])  # integrated_loudness, unchecked
         short = np.where(np.isfinite(reached), goal - reached, 0.0)
         at_cap = extra >= MAX_MAKEUP_DB - 1e-9
         if bool(((short < LOUDNESS_TOLERANCE_LU) | at_cap).all()):
@@ -852,4 +856,10 @@ def volume_adjust(
         prev_extra, prev_reached = extra, reached
         step = np.where(short > 0, short / slope, 0.0)
         extra = np.minimum(extra + step, MAX_MAKEUP_DB)
+    # the output is the last pass's: its gain, and its limited items as they came out
+    if len(limited) == b:
+        return torch.cat(list(limited.values())).to(x.dtype) if b > 1 else limited[0].to(x.dtype)
+    y = x * torch.from_numpy(gain).to(x.device, x.dtype).view(-1, 1, 1)
+    for i, item in limited.items():
+        y[i] = item[0]
     return y.to(x.dtype)
