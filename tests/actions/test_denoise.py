@@ -121,6 +121,20 @@ def test_wiener_fused_kernel_matches_vectorised_path(monkeypatch: pytest.MonkeyP
     assert torch.allclose(fused, plain, atol=1e-5, rtol=0)
 
 
+def test_gating_fused_kernel_equals_the_torch_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    if denoise._compiled_gate() is None:
+        pytest.skip("numba not installed: only the torch ops run")
+    x = add_white_noise(speech_like(2.0).repeat(2, 1, 1), 5.0)
+    settings = {"threshold_db": [6.0, 3.0], "prop_decrease": [1.0, 0.6]}
+    no_smoothing = {"freq_smooth_hz": 0.0, "time_smooth_ms": 0.0}
+    for smoothing in ({}, no_smoothing, {"time_smooth_ms": 200.0}):
+        fused = denoise.spectral_gating(x, SR, **settings, **smoothing)
+        with monkeypatch.context() as patch:
+            patch.setattr(denoise, "_compiled_gate", lambda: None)
+            plain = denoise.spectral_gating(x, SR, **settings, **smoothing)
+        assert torch.allclose(fused, plain, atol=1e-6, rtol=0), smoothing
+
+
 @pytest.mark.parametrize("n", [16 * 32, 3 * 2**9])
 def test_periodic_dwt_round_trips_and_numpy_matches_compiled(
     n: int, monkeypatch: pytest.MonkeyPatch
