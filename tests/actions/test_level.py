@@ -162,3 +162,19 @@ def test_volume_without_numba_matches_the_compiled_limiter(monkeypatch: pytest.M
     assert torch.allclose(compiled, reference, rtol=0.0, atol=2e-6)
     peaks_db = 20 * torch.log10(true_peak(compiled).double())
     assert bool((peaks_db <= torch.tensor(ceilings, dtype=torch.float64) + 1e-4).all())
+
+
+def test_compiled_gates_equal_the_numpy_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    if level._compiled_gated_loudness() is None:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(3)
+    z = rng.random((4, 97)) ** 4 * 1e-2  # energies spanning ~80 dB: both gates drop blocks
+    z[1] = 0.0  # silent: -inf
+    z[2, :90] = 1e-12  # all but 7 blocks under the absolute gate
+    gains = np.array([1.0, 2.0, 0.5, 10.0])
+    compiled = level._gated_loudness(z, gains)
+    monkeypatch.setattr(level, "_compiled_gated_loudness", lambda: None)
+    reference = level._gated_loudness(z, gains)
+    assert np.isneginf(compiled[1]) and np.isneginf(reference[1])
+    finite = np.isfinite(reference)
+    assert np.allclose(compiled[finite], reference[finite], rtol=0, atol=1e-9)
