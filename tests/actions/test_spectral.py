@@ -30,6 +30,26 @@ def test_stft_is_torch_stft_and_frames_are_its_transpose() -> None:
     assert torch.equal(stft_frames(x, cfg), reference.transpose(-1, -2))
 
 
+@pytest.mark.parametrize("t", [1, 100, 257, 300, 16001])
+def test_compiled_framing_is_torch_stft_bit_for_bit(t: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from avalign.actions import spectral
+
+    if spectral._compiled_analysis() is None:
+        pytest.skip("numba is not installed")
+    cfg = stft_config(SR)
+    x = torch.randn(2, 1, t, generator=torch.Generator().manual_seed(t))
+    compiled = stft_frames(x, cfg)
+    monkeypatch.setattr(spectral, "_compiled_analysis", lambda: None)
+    assert torch.equal(compiled, stft_frames(x, cfg))
+    if t > cfg.n_fft // 2:  # torch.stft's reflect pad needs more samples than half a frame
+        window = cfg.window(x.device, x.dtype)
+        reference = torch.stft(
+            x.reshape(-1, t), cfg.n_fft, cfg.hop, window=window, center=True,
+            pad_mode="reflect", return_complex=True,
+        )
+        assert torch.equal(compiled.reshape(2, -1, cfg.n_freq), reference.transpose(-1, -2))
+
+
 @pytest.mark.parametrize("t", [1, 100, 257, 4000, 16001])
 def test_inverse_matches_torch_istft_and_round_trips(t: int) -> None:
     cfg = stft_config(SR)

@@ -79,10 +79,49 @@ def stft_frames(x: Tensor, cfg: StftConfig) -> Tensor:
     if t <= cfg.n_fft // 2:
         flat = F.pad(flat, (0, cfg.n_fft // 2 + 1 - t))
     half = cfg.n_fft // 2
-    padded = F.pad(flat.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
-    frames = padded.unfold(-1, cfg.n_fft, cfg.hop) * cfg.window(x.device, flat.dtype)
+    kernel = _compiled_analysis() if flat.device.type == "cpu" else None
+    if kernel is not None and flat.dtype == torch.float32:
+        rows = flat.contiguous()
+        n = (rows.shape[-1] + 2 * half - cfg.n_fft) // cfg.hop + 1
+        frames = torch.empty(rows.shape[0], n, cfg.n_fft)
+        kernel(rows.numpy(), cfg.window(flat.device, flat.dtype).numpy(), cfg.hop, half, frames.numpy())
+    else:
+        padded = F.pad(flat.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
+        frames = padded.unfold(-1, cfg.n_fft, cfg.hop) * cfg.window(x.device, flat.dtype)
     spec = torch.fft.rfft(frames)
     return spec.reshape(*lead, spec.shape[-2], spec.shape[-1])
+
+
+def _analysis_loops(x, window, hop, half, frames):  # type: ignore[no-untyped-def]
+    """frames[r, i, j] = window[j] * x[r] reflect-padded by ``half`` at i * hop + j.
+
+    The reflect pad, the framing and the window in one pass over each frame, the padded signal
+    never built: torch's reflect pad of a 4-clip Wiener chunk alone took 0.6 ms, the windowed
+    copy of its frames 0.4 ms. The same float32 products, so the frames are bit for bit torch's.
+    """
+    rows, t = x.shape
+    _, n, size = frames.shape
+    for r in range(rows):
+        for i in range(n):
+            first = i * hop - half  # x index of the frame's first sample, before reflection
+            if first >= 0 and first + size <= t:
+                for j in range(size):
+                    frames[r, i, j] = window[j] * x[r, first + j]
+            else:
+                for j in range(size):
+                    p = first + j
+                    if p < 0:
+                        p = -p
+                    elif p >= t:
+                        p = 2 * (t - 1) - p
+                    frames[r, i, j] = window[j] * x[r, p]
+
+
+@lru_cache(maxsize=1)
+def _compiled_analysis():  # type: ignore[no-untyped-def]
+    """``_analysis_loops`` compiled by numba (cached on disk), or None without numba. No
+    fastmath: one product per sample, rounded as torch rounds it."""
+    return numba_compile(_analysis_loops, error_model="numpy")
 
 
 def stft(x: Tensor, cfg: StftConfig) -> Tensor:
