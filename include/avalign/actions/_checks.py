@@ -121,7 +121,8 @@ Measured on one thread (B = 16 noisy 10 s clips, per-clip time relative to singl
 one clip per chunk 0.97-1.03x, two clips 1.16-1.41x (the first version of this note measured
 25 ms per clip for subtraction in one batch of 16 against 7.3 ms alone). Short clips still share
 a chunk (per-op overhead is paid once for many), so a CPU batch is never slower per clip than
-single clips; each op still splits its rows over the torch threads."""
+single clips; each op still splits its rows over the torch threads. The actions with small
+temporaries per clip take four clips per call (:data:`SHARED_CHUNK_SAMPLES`)."""
 
 
 SHARED_CHUNK_SAMPLES = 4 * CPU_CHUNK_SAMPLES
@@ -141,9 +142,9 @@ against 4: Wiener 2.62 ms / 1.38x against 1.94 ms / 1.51x, volume 2.21 / 1.22x a
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None) -> list[R]:
     """``[fn(item) for item in items]``; with n > 1 workers, n items at a time.
 
-    ``workers`` defaults to the torch thread count. The items run on n Python threads of a kept
-    pool (:func:`_item_pool`), one task per item,
-    each doing single-threaded torch ops; torch, numpy, pywt,
+    ``workers`` defaults to the torch thread count. The items run on the calling thread and
+    n - 1 threads of a kept pool (:func:`_drain_together`, :func:`_item_pool`), each taking the
+    next item and doing single-threaded torch ops; torch, numpy, pywt,
     scipy and the numba kernels release the GIL while they compute. Splitting each op's rows over
     torch's intra-op threads instead scales poorly here: the ops of one 10 s clip are too short
     (FFTs of 1,250 frames, per-frame recursions) to amortise the hand-off. Measured on idle cores
