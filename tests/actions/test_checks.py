@@ -200,6 +200,22 @@ def test_parallel_map_raises_the_first_error_once_every_thread_rests() -> None:
         torch.set_num_threads(before)
 
 
+def test_nested_parallel_map_finishes_when_every_pool_thread_is_busy() -> None:
+    """An item that maps its own items on the same pool (workers given) must not wait on a task
+    queued behind itself."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+
+    def outer(v: int) -> list[int]:
+        time.sleep(0.01)  # both threads hold an outer item when the inner maps start
+        return parallel_map(lambda u: u * v, [1, 2, 3], workers=2)
+
+    try:
+        assert parallel_map(outer, [1, 2]) == [[1, 2, 3], [2, 4, 6]]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_one_torch_thread_yields_the_callers_count_and_restores_it() -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(2)
