@@ -159,7 +159,7 @@ def test_lawml_compiled_gain_matches_vectorised_path(win: int, monkeypatch: pyte
     rng = np.random.default_rng(3)
     detail = (rng.standard_normal((3, 500)) * np.linspace(0.1, 2.0, 500)).astype(np.float32)
     sigma2 = np.array([0.5, 0.2, 1.0], dtype=np.float32)
-    scale = np.array([1.0, 2.0, 0.0], dtype=np.float32)  # the last row: scale 0 keeps its coefficients
+    scale = np.array([1.0, 2.0, 0.0], dtype=np.float32)  # the last row: scale 0 keeps all
     compiled = denoise._lawml_shrink(detail, win, sigma2, scale)
     monkeypatch.setattr(denoise, "_compiled_lawml", lambda: None)
     plain = denoise._lawml_shrink(detail, win, sigma2, scale)

@@ -31,7 +31,9 @@ def test_stft_is_torch_stft_and_frames_are_its_transpose() -> None:
 
 
 @pytest.mark.parametrize("t", [1, 100, 257, 300, 16001])
-def test_compiled_framing_is_torch_stft_bit_for_bit(t: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compiled_framing_is_torch_stft_bit_for_bit(
+    t: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from avalign.actions import spectral
 
     if spectral._compiled_analysis() is None:

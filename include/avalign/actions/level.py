@@ -886,7 +886,8 @@ def volume_adjust(
                     thresholds = np.array([goal_lin[i] / reach * (1.0 - 1e-9)])
                     scanned[i] = (reach, _envelope_points(x[i : i + 1], thresholds)[0])
                 envelopes = [scanned[i][1]]
-            limited[i] = _limit_gained(x[i : i + 1], gain[i : i + 1], lin[i : i + 1], half, envelopes)
+            one = slice(i, i + 1)
+            limited[i] = _limit_gained(x[one], gain[one], lin[one], half, envelopes)
             energies = block_energies(limited[i], sample_rate).sum(dim=1).numpy()
             reached[i] = float(_gated_loudness(energies)[0])  # integrated_loudness, unchecked
         short = np.where(np.isfinite(reached), goal - reached, 0.0)

@@ -84,7 +84,8 @@ def stft_frames(x: Tensor, cfg: StftConfig) -> Tensor:
         rows = flat.contiguous()
         n = (rows.shape[-1] + 2 * half - cfg.n_fft) // cfg.hop + 1
         frames = torch.empty(rows.shape[0], n, cfg.n_fft)
-        kernel(rows.numpy(), cfg.window(flat.device, flat.dtype).numpy(), cfg.hop, half, frames.numpy())
+        window = cfg.window(flat.device, flat.dtype).numpy()
+        kernel(rows.numpy(), window, cfg.hop, half, frames.numpy())
     else:
         padded = F.pad(flat.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
         frames = padded.unfold(-1, cfg.n_fft, cfg.hop) * cfg.window(x.device, flat.dtype)
