@@ -49,3 +49,17 @@ def test_compiled_running_min_matches_torch(width: int, monkeypatch: pytest.Monk
     compiled = running_min(x, width, dim=-2)
     monkeypatch.setattr(_filters, "_compiled_running_min", lambda: None)
     assert torch.equal(compiled, running_min(x, width, dim=-2))
+
+
+@pytest.mark.parametrize("width", [1, 7, 251])
+def test_scaled_running_min_is_the_minimum_times_the_scale(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The noise track's bias, applied as the minima are written, rounds as a separate multiply."""
+    from avalign.actions import _filters
+
+    x = torch.rand(2, 1, 300, 17, generator=torch.Generator().manual_seed(4))
+    scaled = running_min(x, width, dim=-2, scale=1.7321)
+    assert torch.equal(scaled, running_min(x, width, dim=-2) * 1.7321)
+    monkeypatch.setattr(_filters, "_compiled_running_min", lambda: None)
+    assert torch.equal(scaled, running_min(x, width, dim=-2, scale=1.7321))

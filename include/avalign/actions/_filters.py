@@ -40,20 +40,23 @@ def sliding_min(x: Tensor, width: int) -> Tensor:
     return torch.minimum(suffix[..., :n], prefix[..., width - 1 : width - 1 + n])
 
 
-def running_min(x: Tensor, width: int, dim: int = -1) -> Tensor:
+def running_min(x: Tensor, width: int, dim: int = -1, scale: float | None = None) -> Tensor:
     """Same result as :func:`sliding_min`, along any ``dim``: minima of slices shifted by 1, 2,
-    4, ... (a sparse table), then one overlapping pair covering the odd ``width``."""
+    4, ... (a sparse table), then one overlapping pair covering the odd ``width``. Times
+    ``scale`` when given: the compiled path scales as it writes (the noise track's bias without a
+    pass of its own), the same float32 products as ``running_min(x) * scale``."""
     if width < 1 or width % 2 == 0:
         raise ValueError(f"width must be odd and >= 1, got {width}")
     if width == 1:
-        return x.clone()
+        return x.clone() if scale is None else x * scale
     dim = dim % x.dim()
     if dim == x.dim() - 2 and x.device.type == "cpu" and x.dtype == torch.float32:
         kernel = _compiled_running_min()
         if kernel is not None:  # time-major frames: the compiled van Herk pass (exact, ~4x faster)
             rows = x.detach().reshape(-1, x.shape[-2], x.shape[-1]).contiguous()
             out = torch.empty_like(rows)
-            kernel(rows.numpy(), width, out.numpy())
+            factor = np.float32(1.0 if scale is None else scale)
+            kernel(rows.numpy(), width, factor, scale is not None, out.numpy())
             return out.reshape(x.shape)
     half, n = width // 2, x.shape[dim]
     edge = list(x.shape)
@@ -69,11 +72,12 @@ def running_min(x: Tensor, width: int, dim: int = -1) -> Tensor:
     if rest:
         size = cur.shape[dim] - rest
         cur = torch.minimum(cur.narrow(dim, 0, size), cur.narrow(dim, rest, size))
-    return cur.narrow(dim, 0, n)
+    return cur.narrow(dim, 0, n) if scale is None else cur.narrow(dim, 0, n) * scale
 
 
-def _running_min_loops(x, width, out):  # type: ignore[no-untyped-def]
-    """van Herk / Gil-Werman along axis 1 of (R, N, F), +inf beyond the edges, for numba.
+def _running_min_loops(x, width, factor, scaled, out):  # type: ignore[no-untyped-def]
+    """van Herk / Gil-Werman along axis 1 of (R, N, F), +inf beyond the edges, for numba; each
+    minimum times ``factor`` when ``scaled``.
 
     Over the padded positions q (q = i + half), blocks of ``width``: ``prefix[q]`` is the
     minimum from the block start to q, ``suffix[q]`` from q to the block end; the window
@@ -111,7 +115,8 @@ def _running_min_loops(x, width, out):  # type: ignore[no-untyped-def]
             for f in range(bins):
                 a = suffix[i, f]
                 b = prefix[i + 2 * half, f]
-                out[r, i, f] = a if a < b else b
+                m = a if a < b else b
+                out[r, i, f] = m * factor if scaled else m
 
 
 @functools.lru_cache(maxsize=1)

@@ -191,11 +191,9 @@ def noise_frames(
     d = window_frames(frame_rate, window_s)
     if d >= 2 * n - 1:
         minimum = smoothed.amin(dim=-2, keepdim=True).expand_as(smoothed)
-        effective = n
-    else:
-        minimum = running_min(smoothed, d, dim=-2)
-        effective = d
-    return minimum * minimum_bias(effective, overlap)
+        return minimum * minimum_bias(n, overlap)
+    # the bias applied as the minima are written: no pass of its own over the track
+    return running_min(smoothed, d, dim=-2, scale=minimum_bias(d, overlap))
 
 
 def noise_psd(
