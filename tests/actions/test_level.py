@@ -116,20 +116,21 @@ def _clicks(half: int) -> torch.Tensor:
     return x
 
 
-def test_compiled_limiter_gain_equals_the_torch_ops() -> None:
+def test_compiled_limiter_equals_the_torch_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The regions-only gain and true-peak check against the whole-clip torch ops."""
     if level._compiled_apply_limiter() is None:
         pytest.skip("numba is not installed")
-    half = 160
-    for name, x in {**_peak_cases(), "clicks": _clicks(half)}.items():
+    for name, x in {**_peak_cases(), "clicks": _clicks(level._limiter_half(SR))}.items():
         for scale in (1.0, 3.0):
             loud = x * scale
-            target = torch.full((x.shape[0],), 0.8)
-            ours, reference = level._limiter_gain(loud, target, half), level._limiter_gain_torch(loud, target, half)
-            assert (ours is None) == (reference is None), (name, scale)
-            if ours is not None:
-                assert torch.allclose(ours, reference, rtol=0.0, atol=1e-6), (name, scale)
+            compiled = limit_true_peak(loud, SR, -2.0)
+            with monkeypatch.context() as patch:
+                patch.setattr(level, "_compiled_apply_limiter", lambda: None)
+                reference = limit_true_peak(loud, SR, -2.0)
+            assert torch.allclose(compiled, reference, rtol=0.0, atol=1e-6), (name, scale)
+            assert float(true_peak(compiled).max()) <= 10 ** (-2.0 / 20) * (1 + 1e-6), (name, scale)
     quiet = 0.01 * torch.ones(1, 1, 1000)
-    assert level._limiter_gain(quiet, torch.tensor([0.8]), half) is None
+    assert torch.equal(limit_true_peak(quiet, SR, -2.0), quiet)
 
 
 def test_envelope_points_serve_every_smaller_gain() -> None:

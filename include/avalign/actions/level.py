@@ -785,31 +785,10 @@ def _compiled_region_peak():  # type: ignore[no-untyped-def]
     return numba_compile(_region_peak_loops, fastmath=True, error_model="numpy")
 
 
-def _limiter_gain(x: Tensor, target: Tensor, half: int) -> Tensor | None:
-    """The limiter's gain (B, T) for ``x`` and targets (B,), or None when every true peak is
-    already <= its target: the compiled envelope points and limiter applied to ones (the torch
-    ops where they are not compiled). Kept to check the compiled path against the torch ops."""
-    kernel = _compiled_apply_limiter() if x.device.type == "cpu" else None
-    if kernel is None or x.shape[-1] == 0:
-        return _limiter_gain_torch(x, target, half)
-    goal = target.to("cpu", torch.float64).numpy()
-    gain = torch.ones(x.shape[0], x.shape[-1], dtype=torch.float64)
-    limited = False
-    for b, found in enumerate(_envelope_points(x, goal)):
-        if found is None:
-            part = _limiter_gain_torch(x[b : b + 1], target[b : b + 1], half)
-            if part is not None:
-                gain[b] = part[0].to(torch.float64)
-                limited = True
-        elif found[0].size:
-            regions = np.empty((found[0].size, 2), dtype=np.int64)
-            kernel(gain[b : b + 1].numpy(), found[0], found[1], 1.0, float(goal[b]), half, regions)
-            limited = True
-    return gain.to(x.dtype) if limited else None
-
-
 def _limiter_gain_torch(x: Tensor, target: Tensor, half: int) -> Tensor | None:
-    """:func:`_limiter_gain` in torch ops (CUDA, or CPU without numba)."""
+    """The limiter's gain (B, T) for ``x`` and targets (B,), or None when every true peak is
+    already <= its target: the torch ops of :func:`_limit_gained` (CUDA, CPU without numba, and
+    dense content)."""
     env = _peak_envelope(x)
     if bool((env.amax(-1) <= target).all()):
         return None
