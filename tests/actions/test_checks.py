@@ -76,14 +76,23 @@ def test_functions_with_out_write_each_chunk_into_the_result(small_chunks: None)
     assert scaled(x, SR, gain=2.0, out=given) is given and bool((given == 2.0).all())
 
 
-def test_speed_change_into_out_equals_a_fresh_result(small_chunks: None) -> None:
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("speed_change", {"factor": [1.1, 0.9, 1.0, 1.05, 0.95]}),
+     ("wiener_filter", {"alpha": [0.9, 0.8, 0.9, 0.95, 0.9]}),
+     ("spectral_subtraction", {"floor": [0.02, 0.1, 0.02, 0.0, 0.5]})],
+)
+def test_actions_into_out_equal_a_fresh_result(small_chunks: None, name: str, params: dict) -> None:
+    fn = getattr(AF, name)
     x = _batch()
-    factors = [1.1, 0.9, 1.0, 1.05, 0.95]
     given = torch.full_like(x, 7.0)
-    assert AF.speed_change(x, SR, factors, out=given) is given
-    assert torch.equal(given, AF.speed_change(x, SR, factors))
+    assert fn(x, SR, **params, out=given) is given
+    assert torch.equal(given, fn(x, SR, **params))
     with pytest.raises(ValueError, match="out must be a contiguous tensor like x"):
-        AF.speed_change(x, SR, 1.1, out=torch.empty(5, 1, 10))
+        fn(x, SR, **params, out=torch.empty(5, 1, 10))
+    wide = torch.empty(5, 1, 2 * x.shape[-1])[..., ::2]  # x's shape, not contiguous
+    with pytest.raises(ValueError, match="out must be a contiguous tensor like x"):
+        fn(x, SR, **params, out=wide)
 
 
 def test_chunks_run_in_parallel_threads_with_the_same_result(small_chunks: None) -> None:

@@ -111,14 +111,25 @@ def test_gating_box_sums_are_the_triangular_smoothing() -> None:
     assert torch.equal(counts.double(), reference)
 
 
-def test_wiener_fused_kernel_matches_vectorised_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    if denoise._compiled_wiener() is None:
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("wiener_filter", {"alpha": [0.9, 0.8], "min_prior_snr_db": [-25.0, -15.0]}),
+     ("spectral_subtraction", {"over_subtraction": [2.0, 1.0], "floor": [0.02, 0.1]})],
+)
+@pytest.mark.parametrize(("seconds", "channels"), [(2.0, 1), (0.4, 1), (1.0, 2)])
+def test_fused_gain_kernel_matches_vectorised_path(
+    name: str, params: dict, seconds: float, channels: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2 s: a running minimum over part of the clip; 0.4 s: the window holds the whole clip
+    # (its minimum and the clip's bias); 2 channels: every row gets its item's parameters
+    if denoise._compiled_track_gain() is None:
         pytest.skip("numba not installed: only the vectorised path runs")
-    x = add_white_noise(speech_like(2.0).repeat(2, 1, 1), 5.0)
-    fused = denoise.wiener_filter(x, SR, alpha=[0.9, 0.8], min_prior_snr_db=[-25.0, -15.0])
-    monkeypatch.setattr(denoise, "_compiled_wiener", lambda: None)
-    plain = denoise.wiener_filter(x, SR, alpha=[0.9, 0.8], min_prior_snr_db=[-25.0, -15.0])
+    x = add_white_noise(speech_like(seconds).repeat(2, channels, 1), 5.0)
+    fused = getattr(denoise, name)(x, SR, **params)
+    monkeypatch.setattr(denoise, "_compiled_track_gain", lambda: None)
+    plain = getattr(denoise, name)(x, SR, **params)
     assert torch.allclose(fused, plain, atol=1e-5, rtol=0)
+    assert not torch.equal(fused, x)
 
 
 def test_gating_fused_kernel_equals_the_torch_ops(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -69,6 +69,15 @@ def test_inverse_matches_torch_istft_and_round_trips(t: int) -> None:
     assert torch.count_nonzero(longer[..., t + cfg.n_fft :]) == 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inverse_into_out_equals_a_fresh_result(dtype: torch.dtype) -> None:
+    cfg = stft_config(SR)
+    frames = stft_frames(torch.randn(2, 1, 4000), cfg)
+    given = torch.full((2, 1, 4000 + cfg.n_fft), 7.0, dtype=dtype)  # a silent tail past the frames
+    assert istft_frames(frames, cfg, 4000 + cfg.n_fft, out=given) is given
+    assert torch.equal(given, istft_frames(frames, cfg, 4000 + cfg.n_fft).to(dtype))
+
+
 def test_overlap_add_sums_shifted_frames() -> None:
     frames = torch.arange(24, dtype=torch.float32).reshape(1, 3, 8)
     out = overlap_add(frames, 4)

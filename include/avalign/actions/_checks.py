@@ -46,6 +46,21 @@ def check_batch(x: Tensor, name: str = "x") -> Tensor:
     return x
 
 
+def check_out(out: Tensor | None, x: Tensor) -> Tensor:
+    """``out`` checked to take a result like ``x`` (same shape, dtype and device, contiguous),
+    or a new empty tensor like ``x`` when None."""
+    if out is None:
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+    if (out.shape, out.dtype, out.device) != (x.shape, x.dtype, x.device) or (
+        not out.is_contiguous()
+    ):
+        raise ValueError(
+            f"out must be a contiguous tensor like x ({tuple(x.shape)}, {x.dtype}, {x.device}), "
+            f"got {tuple(out.shape)}, {out.dtype}, {out.device}"
+        )
+    return out
+
+
 def check_sample_rate(sample_rate: int | float) -> int:
     """Require a positive integer sample rate (Hz)."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)):
@@ -126,8 +141,8 @@ temporaries per clip take four clips per call (:data:`SHARED_CHUNK_SAMPLES`)."""
 
 
 SHARED_CHUNK_SAMPLES = 4 * CPU_CHUNK_SAMPLES
-"""Samples per CPU call for the actions whose temporaries per clip are small (Wiener's 50 %
-overlap STFT, the wavelet transform, the loudness filter, the blank search): four 10 s clips.
+"""Samples per CPU call for the actions whose temporaries per clip are small (the wavelet
+transform, the loudness filter, the blank search): four 10 s clips.
 
 Every torch op hands the GIL back and forth between the item threads, and on a VM waking the
 waiting thread costs tens of microseconds, so a clip with ~100 short ops spends much of its
@@ -136,7 +151,10 @@ VM (B = 16 noisy 10 s clips, per clip on 1 thread / speed-up 1 -> 2 threads), 1 
 against 4: Wiener 2.62 ms / 1.38x against 1.94 ms / 1.51x, volume 2.21 / 1.22x against
 1.97 / 1.44x, fill blanks 0.60 / 1.37x against 0.59 / 1.80x, wavelet 5.26 / 1.47x against
 4.53 / 1.60x. The STFT denoisers with 75 % overlap and pitch got slower per clip from 2 clips up
-(subtraction 5.15 -> 5.33 ms at 4, pitch 9.03 -> 10.09 ms) and keep one clip per call."""
+(subtraction 5.15 -> 5.33 ms at 4, pitch 9.03 -> 10.09 ms) and keep one clip per call. Wiener
+went back to one clip per call once its noise track and gain became one compiled call per
+chunk (:func:`denoise._track_gain_fused`): few ops per clip, and its per-row scratch stays
+in cache only when the chunk is one clip."""
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None) -> list[R]:

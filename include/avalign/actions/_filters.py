@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._jit import numba_compile
+from ._jit import numba_callee, numba_compile
 
 
 def sliding_min(x: Tensor, width: int) -> Tensor:
@@ -76,53 +76,62 @@ def running_min(x: Tensor, width: int, dim: int = -1, scale: float | None = None
 
 
 def _running_min_loops(x, width, factor, scaled, out):  # type: ignore[no-untyped-def]
-    """van Herk / Gil-Werman along axis 1 of (R, N, F), +inf beyond the edges, for numba; each
-    minimum times ``factor`` when ``scaled``.
+    """:func:`_running_min_row` on every row of (R, N, F), for numba."""
+    rows, n, bins = x.shape
+    prefix = np.empty((n + 2 * (width // 2), bins), dtype=np.float32)
+    suffix = np.empty_like(prefix)
+    for r in range(rows):
+        _running_min_row(x[r], width, factor, scaled, prefix, suffix, out[r])
+
+
+@numba_callee(error_model="numpy")
+def _running_min_row(x, width, factor, scaled, prefix, suffix, out):  # type: ignore[no-untyped-def]
+    """van Herk / Gil-Werman along axis 0 of one (N, F) row, +inf beyond the edges, into
+    ``out``; each minimum times ``factor`` when ``scaled``. ``prefix``, ``suffix``: scratch of
+    at least N + 2 (width // 2) frames. ``out`` may be ``x`` (the last pass reads the scratch
+    only).
 
     Over the padded positions q (q = i + half), blocks of ``width``: ``prefix[q]`` is the
     minimum from the block start to q, ``suffix[q]`` from q to the block end; the window
     [q - half, q + half] spans at most two blocks, so its minimum is
     min(suffix[q - half], prefix[q + half]). Every step is a loop over the F bins (vectorised).
     """
-    rows, n, bins = x.shape
+    n, bins = x.shape
     half = width // 2
     total = n + 2 * half
     inf = np.float32(np.inf)
-    prefix = np.empty((total, bins), dtype=np.float32)
-    suffix = np.empty((total, bins), dtype=np.float32)
-    for r in range(rows):
-        for q in range(total):
-            i = q - half
-            start = q % width == 0
-            for f in range(bins):
-                v = x[r, i, f] if 0 <= i < n else inf
-                if start:
-                    prefix[q, f] = v
-                else:
-                    p = prefix[q - 1, f]
-                    prefix[q, f] = v if v < p else p
-        for q in range(total - 1, -1, -1):
-            i = q - half
-            end = q % width == width - 1 or q == total - 1
-            for f in range(bins):
-                v = x[r, i, f] if 0 <= i < n else inf
-                if end:
-                    suffix[q, f] = v
-                else:
-                    s = suffix[q + 1, f]
-                    suffix[q, f] = v if v < s else s
-        for i in range(n):
-            for f in range(bins):
-                a = suffix[i, f]
-                b = prefix[i + 2 * half, f]
-                m = a if a < b else b
-                out[r, i, f] = m * factor if scaled else m
+    for q in range(total):
+        i = q - half
+        start = q % width == 0
+        for f in range(bins):
+            v = x[i, f] if 0 <= i < n else inf
+            if start:
+                prefix[q, f] = v
+            else:
+                p = prefix[q - 1, f]
+                prefix[q, f] = v if v < p else p
+    for q in range(total - 1, -1, -1):
+        i = q - half
+        end = q % width == width - 1 or q == total - 1
+        for f in range(bins):
+            v = x[i, f] if 0 <= i < n else inf
+            if end:
+                suffix[q, f] = v
+            else:
+                s = suffix[q + 1, f]
+                suffix[q, f] = v if v < s else s
+    for i in range(n):
+        for f in range(bins):
+            a = suffix[i, f]
+            b = prefix[i + 2 * half, f]
+            m = a if a < b else b
+            out[i, f] = m * factor if scaled else m
 
 
 @functools.lru_cache(maxsize=1)
 def _compiled_running_min():  # type: ignore[no-untyped-def]
     """``_running_min_loops`` compiled by numba (cached on disk), or None without numba."""
-    return numba_compile(_running_min_loops, error_model="numpy")
+    return numba_compile(_running_min_loops, calls=(_running_min_row,), error_model="numpy")
 
 
 def moving_mean(x: Tensor, width: int) -> Tensor:

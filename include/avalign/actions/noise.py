@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._filters import running_min
-from ._jit import numba_compile
+from ._jit import numba_callee, numba_compile
 
 SMOOTHING = 0.6
 """Time-smoothing factor of the periodogram per 75 %-overlap frame (8 ms at 16 kHz); with 50 %
@@ -71,6 +72,11 @@ def minimum_bias(frames: int, overlap: int = 4) -> float:
     return float(np.interp(math.log(d), np.log(_BIAS_FRAMES), _BIAS_VALUES[overlap]))
 
 
+def smoothing_half(smoothing: float) -> int:
+    """Frames on each side where :func:`smooth_frames`' kernel smoothing^|k| is cut (>= 1e-3)."""
+    return max(1, int(math.ceil(math.log(1e-3) / math.log(smoothing))))
+
+
 def smooth_frames(power: Tensor, smoothing: float | None = None) -> Tensor:
     """Symmetric exponential smoothing of time-major (..., N, F) power over N (replicate edges).
 
@@ -79,7 +85,7 @@ def smooth_frames(power: Tensor, smoothing: float | None = None) -> Tensor:
     conv1d over (F, N) rows, which needs one copy in and one out).
     """
     smoothing = SMOOTHING if smoothing is None else smoothing
-    half = max(1, int(math.ceil(math.log(1e-3) / math.log(smoothing))))
+    half = smoothing_half(smoothing)
     if power.device.type == "cpu" and power.dtype == torch.float32 and power.dim() >= 2:
         kernel = _compiled_smoothing()
         if kernel is not None:
@@ -104,7 +110,18 @@ def smooth_frames(power: Tensor, smoothing: float | None = None) -> Tensor:
 
 def _smoothing_loops(x, s, half, out):  # type: ignore[no-untyped-def]
     """:func:`smooth_frames`' truncated kernel s^|k|, |k| <= half, along axis 1 of (R, N, F)
-    with replicated edges, as two first-order recursions, for numba.
+    with replicated edges, for numba: :func:`_smooth_row` on every row."""
+    rows, n, bins = x.shape
+    fwd = np.empty((n + 2 * half, bins), dtype=np.float32)
+    bwd = np.empty((n + 2 * half, bins), dtype=np.float32)
+    for r in range(rows):
+        _smooth_row(x[r], s, half, fwd, bwd, out[r])
+
+
+@numba_callee(fastmath=True, error_model="numpy")
+def _smooth_row(x, s, half, fwd, bwd, out):  # type: ignore[no-untyped-def]
+    """One (N, F) row of :func:`_smoothing_loops` into ``out``, as two first-order recursions
+    (``fwd``, ``bwd``: scratch of at least N + 2 half frames).
 
     sum_{k=0..h} s^k v[j-k] = y[j] - s^(h+1) y[j-h-1] for y[j] = v[j] + s y[j-1] over the padded
     row v (y = 0 before it), and the same backwards; the centre tap is counted twice, so it is
@@ -112,7 +129,7 @@ def _smoothing_loops(x, s, half, out):  # type: ignore[no-untyped-def]
     (the depthwise convolution took ~2 ms for a 10 s clip at 16 kHz, this ~0.3 ms); equal to the
     convolution within float32 rounding (tests/actions/test_noise.py).
     """
-    rows, n, bins = x.shape
+    n, bins = x.shape
     m = n + 2 * half
     tail = s ** (half + 1)
     norm = np.float32(0.0)
@@ -121,49 +138,46 @@ def _smoothing_loops(x, s, half, out):  # type: ignore[no-untyped-def]
         norm += w
         w *= s
     norm = np.float32(1.0) / (np.float32(2.0) * (norm + w) - np.float32(1.0))
-    fwd = np.empty((m, bins), dtype=np.float32)
-    bwd = np.empty((m, bins), dtype=np.float32)
-    for r in range(rows):
-        for j in range(m):
-            src = x[r, min(max(j - half, 0), n - 1)]
-            row = fwd[j]
-            if j == 0:
-                for f in range(bins):
-                    row[f] = src[f]
-            else:
-                prev = fwd[j - 1]
-                for f in range(bins):
-                    row[f] = src[f] + s * prev[f]
-        for j in range(m - 1, -1, -1):
-            src = x[r, min(max(j - half, 0), n - 1)]
-            row = bwd[j]
-            if j == m - 1:
-                for f in range(bins):
-                    row[f] = src[f]
-            else:
-                nxt = bwd[j + 1]
-                for f in range(bins):
-                    row[f] = src[f] + s * nxt[f]
-        for i in range(n):
-            j = i + half
-            src = x[r, i]
-            target = out[r, i]
-            before = fwd[j - half - 1] if j - half - 1 >= 0 else fwd[0]
-            after = bwd[j + half + 1] if j + half + 1 < m else bwd[0]
-            keep_before = tail if j - half - 1 >= 0 else np.float32(0.0)
-            keep_after = tail if j + half + 1 < m else np.float32(0.0)
-            cur_f = fwd[j]
-            cur_b = bwd[j]
+    for j in range(m):
+        src = x[min(max(j - half, 0), n - 1)]
+        row = fwd[j]
+        if j == 0:
             for f in range(bins):
-                causal = cur_f[f] - keep_before * before[f]
-                anti = cur_b[f] - keep_after * after[f]
-                target[f] = (causal + anti - src[f]) * norm
+                row[f] = src[f]
+        else:
+            prev = fwd[j - 1]
+            for f in range(bins):
+                row[f] = src[f] + s * prev[f]
+    for j in range(m - 1, -1, -1):
+        src = x[min(max(j - half, 0), n - 1)]
+        row = bwd[j]
+        if j == m - 1:
+            for f in range(bins):
+                row[f] = src[f]
+        else:
+            nxt = bwd[j + 1]
+            for f in range(bins):
+                row[f] = src[f] + s * nxt[f]
+    for i in range(n):
+        j = i + half
+        src = x[i]
+        target = out[i]
+        before = fwd[j - half - 1] if j - half - 1 >= 0 else fwd[0]
+        after = bwd[j + half + 1] if j + half + 1 < m else bwd[0]
+        keep_before = tail if j - half - 1 >= 0 else np.float32(0.0)
+        keep_after = tail if j + half + 1 < m else np.float32(0.0)
+        cur_f = fwd[j]
+        cur_b = bwd[j]
+        for f in range(bins):
+            causal = cur_f[f] - keep_before * before[f]
+            anti = cur_b[f] - keep_after * after[f]
+            target[f] = (causal + anti - src[f]) * norm
 
 
 @lru_cache(maxsize=1)
 def _compiled_smoothing():  # type: ignore[no-untyped-def]
     """``_smoothing_loops`` compiled by numba (cached on disk), or None without numba."""
-    return numba_compile(_smoothing_loops, fastmath=True, error_model="numpy")
+    return numba_compile(_smoothing_loops, calls=(_smooth_row,), fastmath=True, error_model="numpy")
 
 
 def smooth_power(power: Tensor, smoothing: float | None = None) -> Tensor:
@@ -177,6 +191,33 @@ def window_frames(frame_rate: float, window_s: float) -> int:
     return d if d % 2 == 1 else d + 1
 
 
+class TrackSettings(NamedTuple):
+    """What :func:`noise_frames` does to a clip of a given length: the smoothing factor and
+    its half-width in frames, the minimum-search window (odd; 2 N - 1 frames, the whole clip
+    from every frame, when the clip is shorter than the window) and the bias the minima are
+    multiplied by. A fused kernel reads these to compute the same track."""
+
+    smoothing: float
+    half: int
+    width: int
+    bias: float
+
+
+def track_settings(
+    n_frames: int, frame_rate: float, window_s: float = DEFAULT_WINDOW_S, overlap: int = 4
+) -> TrackSettings:
+    """:class:`TrackSettings` of :func:`noise_frames` for ``n_frames`` frames."""
+    if frame_rate <= 0 or window_s <= 0:
+        raise ValueError(f"frame_rate and window_s must be > 0, got {frame_rate}, {window_s}")
+    smoothing = smoothing_for(overlap)
+    d = window_frames(frame_rate, window_s)
+    half = smoothing_half(smoothing)
+    whole = 2 * max(n_frames, 1) - 1
+    if d >= whole:  # every window holds the whole clip: its minimum, with the clip's bias
+        return TrackSettings(smoothing, half, whole, minimum_bias(n_frames, overlap))
+    return TrackSettings(smoothing, half, d, minimum_bias(d, overlap))
+
+
 def noise_frames(
     power: Tensor, frame_rate: float, window_s: float = DEFAULT_WINDOW_S, overlap: int = 4
 ) -> Tensor:
@@ -184,16 +225,14 @@ def noise_frames(
     ``overlap``: frames per window length of the STFT the power comes from (4 or 2)."""
     if power.dim() < 2:
         raise ValueError(f"power must have shape (..., N, F), got {tuple(power.shape)}")
-    if frame_rate <= 0 or window_s <= 0:
-        raise ValueError(f"frame_rate and window_s must be > 0, got {frame_rate}, {window_s}")
     n = power.shape[-2]
-    smoothed = smooth_frames(power, smoothing_for(overlap))
-    d = window_frames(frame_rate, window_s)
-    if d >= 2 * n - 1:
+    settings = track_settings(n, frame_rate, window_s, overlap)
+    smoothed = smooth_frames(power, settings.smoothing)
+    if settings.width >= 2 * n - 1:
         minimum = smoothed.amin(dim=-2, keepdim=True).expand_as(smoothed)
-        return minimum * minimum_bias(n, overlap)
+        return minimum * settings.bias
     # the bias applied as the minima are written: no pass of its own over the track
-    return running_min(smoothed, d, dim=-2, scale=minimum_bias(d, overlap))
+    return running_min(smoothed, settings.width, dim=-2, scale=settings.bias)
 
 
 def noise_psd(

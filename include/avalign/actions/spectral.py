@@ -168,41 +168,61 @@ def overlap_add(frames: Tensor, hop: int) -> Tensor:
     return out.reshape(rows, (n + k - 1) * hop)
 
 
-def istft_frames(spec: Tensor, cfg: StftConfig, length: int) -> Tensor:
-    """Inverse of :func:`stft_frames`: time-major (..., N, F) complex -> (..., length) real."""
+def istft_frames(
+    spec: Tensor, cfg: StftConfig, length: int, out: Tensor | None = None
+) -> Tensor:
+    """Inverse of :func:`stft_frames`: time-major (..., N, F) complex -> (..., length) real.
+
+    ``out``: a tensor of that shape (any real dtype) to write the result into and return; a
+    contiguous float32 one on CPU is written by the compiled synthesis directly (a batch's rows:
+    no copy of each chunk's result into it)."""
     lead, n = spec.shape[:-2], spec.shape[-2]
     flat = spec.reshape(-1, n, spec.shape[-1])
     real_dtype = torch.float64 if flat.dtype == torch.complex128 else torch.float32
     kernel = _compiled_synthesis() if flat.device.type == "cpu" else None
     if kernel is not None and real_dtype == torch.float32 and cfg.n_fft % cfg.hop == 0:
-        return _synthesis_compiled(kernel, torch.fft.irfft(flat, cfg.n_fft), cfg, length, lead)
+        frames = torch.fft.irfft(flat, cfg.n_fft)
+        if out is None or (out.dtype == torch.float32 and out.is_contiguous()):
+            return _synthesis_compiled(kernel, frames, cfg, length, lead, out)
+        return out.copy_(_synthesis_compiled(kernel, frames, cfg, length, lead))
     frames = torch.fft.irfft(flat, cfg.n_fft) * cfg.window(flat.device, real_dtype)
     y = overlap_add(frames, cfg.hop)
     start = cfg.n_fft // 2
     stop = min(start + length, y.shape[-1])
     envelope = _envelope(cfg.n_fft, cfg.hop, n)[start:stop].to(flat.device, real_dtype)
-    out = y[:, start:stop] / envelope.clamp_min(1e-11)
-    if out.shape[-1] < length:  # past the last frame: silence, as torch.istft
-        out = F.pad(out, (0, length - out.shape[-1]))
-    return out.reshape(*lead, length)
+    result = y[:, start:stop] / envelope.clamp_min(1e-11)
+    if result.shape[-1] < length:  # past the last frame: silence, as torch.istft
+        result = F.pad(result, (0, length - result.shape[-1]))
+    result = result.reshape(*lead, length)
+    return result if out is None else out.copy_(result)
 
 
 def _synthesis_compiled(
-    kernel: object, frames: Tensor, cfg: StftConfig, length: int, lead: tuple[int, ...]
+    kernel: object,
+    frames: Tensor,
+    cfg: StftConfig,
+    length: int,
+    lead: tuple[int, ...],
+    out: Tensor | None = None,
 ) -> Tensor:
     """Window, overlap-add and envelope division of (R, N, n_fft) float32 irfft frames in one
     compiled pass (the torch ops take ~1 ms for a 10 s clip at 16 kHz: a windowed copy of the
-    frames, a zeroed buffer, n_fft / hop strided adds and a division; this ~0.15 ms)."""
+    frames, a zeroed buffer, n_fft / hop strided adds and a division; this ~0.15 ms), into
+    ``out`` (contiguous float32, ``lead + (length,)``) when given."""
     rows, n = frames.shape[0], frames.shape[1]
     start = cfg.n_fft // 2
     stop = min(start + length, (n - 1) * cfg.hop + cfg.n_fft)
     inverse = _inverse_envelope(cfg.n_fft, cfg.hop, n, start, stop)
-    out = torch.empty(rows, length, dtype=torch.float32)
-    out[:, stop - start :] = 0.0  # past the last frame: silence, as torch.istft
+    if out is None:
+        out = torch.empty(*lead, length, dtype=torch.float32)
+    elif out.shape != (*lead, length):
+        raise ValueError(f"out must have shape {(*lead, length)}, got {tuple(out.shape)}")
+    target = out.view(rows, length)
+    target[:, stop - start :] = 0.0  # past the last frame: silence, as torch.istft
     window = cfg.window(torch.device("cpu"), torch.float32)
     rows_np = frames.contiguous().numpy()
-    kernel(rows_np, window.numpy(), inverse.numpy(), cfg.hop, start, out.numpy())  # type: ignore
-    return out.reshape(*lead, length)
+    kernel(rows_np, window.numpy(), inverse.numpy(), cfg.hop, start, target.numpy())  # type: ignore
+    return out
 
 
 @lru_cache(maxsize=8)

@@ -21,7 +21,15 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import ParamLike, check_batch, check_sample_rate, cpu_chunked, groups, per_item
+from ._checks import (
+    ParamLike,
+    check_batch,
+    check_out,
+    check_sample_rate,
+    cpu_chunked,
+    groups,
+    per_item,
+)
 from .resample import (
     ROLLOFF,
     as_small_fraction,
@@ -70,15 +78,7 @@ def speed_change(
     sample_rate = check_sample_rate(sample_rate)
     b, c, t = x.shape
     factors = per_item(factor, b, "factor", minimum=0.0, exclusive_minimum=True)
-    if out is None:
-        out = torch.empty_like(x)
-    elif (out.shape, out.dtype, out.device) != (x.shape, x.dtype, x.device) or (
-        not out.is_contiguous()
-    ):
-        raise ValueError(
-            f"out must be a contiguous tensor like x ({tuple(x.shape)}, {x.dtype}, {x.device}), "
-            f"got {tuple(out.shape)}, {out.dtype}, {out.device}"
-        )
+    out = check_out(out, x)
     plan = groups(factors)
     for value, items in plan.items():
         whole = len(items) == b
