@@ -80,7 +80,8 @@ def test_functions_with_out_write_each_chunk_into_the_result(small_chunks: None)
     ("name", "params"),
     [("speed_change", {"factor": [1.1, 0.9, 1.0, 1.05, 0.95]}),
      ("wiener_filter", {"alpha": [0.9, 0.8, 0.9, 0.95, 0.9]}),
-     ("spectral_subtraction", {"floor": [0.02, 0.1, 0.02, 0.0, 0.5]})],
+     ("spectral_subtraction", {"floor": [0.02, 0.1, 0.02, 0.0, 0.5]}),
+     ("spectral_gating", {"threshold_db": [6.0, 3.0, 6.0, 9.0, 6.0]})],
 )
 def test_actions_into_out_equal_a_fresh_result(small_chunks: None, name: str, params: dict) -> None:
     fn = getattr(AF, name)

@@ -133,7 +133,7 @@ def test_fused_gain_kernel_matches_vectorised_path(
 
 
 def test_gating_fused_kernel_equals_the_torch_ops(monkeypatch: pytest.MonkeyPatch) -> None:
-    if denoise._compiled_gate() is None:
+    if denoise._compiled_track_gain() is None:
         pytest.skip("numba not installed: only the torch ops run")
     x = add_white_noise(speech_like(2.0).repeat(2, 1, 1), 5.0)
     settings = {"threshold_db": [6.0, 3.0], "prop_decrease": [1.0, 0.6]}
@@ -141,7 +141,7 @@ def test_gating_fused_kernel_equals_the_torch_ops(monkeypatch: pytest.MonkeyPatc
     for smoothing in ({}, no_smoothing, {"time_smooth_ms": 200.0}):
         fused = denoise.spectral_gating(x, SR, **settings, **smoothing)
         with monkeypatch.context() as patch:
-            patch.setattr(denoise, "_compiled_gate", lambda: None)
+            patch.setattr(denoise, "_compiled_track_gain", lambda: None)
             plain = denoise.spectral_gating(x, SR, **settings, **smoothing)
         assert torch.allclose(fused, plain, atol=1e-6, rtol=0), smoothing
 

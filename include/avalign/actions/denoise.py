@@ -233,8 +233,9 @@ def wiener_filter(
     return istft_frames(spec * refined, cfg, x.shape[-1], out=out)
 
 
-_WIENER, _SUBTRACTION = 0, 1
-"""Which gain :func:`_track_gain_loops` applies: :func:`_wiener_row` or :func:`_subtraction_row`."""
+_WIENER, _SUBTRACTION, _GATE = 0, 1, 2
+"""Which gain :func:`_track_gain_loops` applies: :func:`_wiener_row`, :func:`_subtraction_row`
+or :func:`_gate_row`."""
 
 
 def _track_gain_fused(
@@ -245,12 +246,15 @@ def _track_gain_fused(
     kind: int,
     first: list[float],
     second: list[float],
+    gate: tuple[int, int, int, int] = (0, 0, 0, 1),
 ) -> None:
     """Multiply the (B, C, N, F) complex ``spec`` in place by a denoiser's gain: one compiled
     call for the whole chunk, a pass per row for the power, the noise track
     (:func:`noise.noise_frames`: smoothing, running minimum, bias) and the gain. ``kind``:
-    ``_WIENER`` (``first`` = alpha, ``second`` = the xi floor, linear) or ``_SUBTRACTION``
-    (over-subtraction, floor); one value per item.
+    ``_WIENER`` (``first`` = alpha, ``second`` = the xi floor, linear), ``_SUBTRACTION``
+    (over-subtraction, floor) or ``_GATE`` (threshold factor, prop_decrease; ``gate`` = the
+    triangle's half-widths n_f and n_t, the support count and the triangle's sum); one value
+    per item.
 
     Each stage used to be a kernel or a torch op of its own writing a clip-sized array (power,
     smoothed power, noise track, ratio, gain: ~0.6 MB each for 10 s at 16 kHz with 50 %
@@ -268,12 +272,16 @@ def _track_gain_fused(
         np.repeat(np.asarray(first, dtype=np.float32), c),
         np.repeat(np.asarray(second, dtype=np.float32), c),
         np.float32(_EPS),
+        gate,
     )
 
 
-def _track_gain_loops(spec, smoothing, half, width, bias, kind, first, second, eps):  # type: ignore[no-untyped-def]
+def _track_gain_loops(spec, smoothing, half, width, bias, kind, first, second, eps, gate):  # type: ignore[no-untyped-def]
     """:func:`_track_gain_fused`'s kernel over (rows, N, F, 2) interleaved spectra."""
     rows, frames, bins, _ = spec.shape
+    n_f, n_t, support, norm = gate
+    gating = kind == _GATE
+    scratch = _gate_scratch(frames if gating else 0, bins if gating else 0, n_f, n_t)
     power = np.empty((frames, bins), dtype=np.float32)
     noise = np.empty_like(power)  # the smoothed power, then its running minimum in place
     reach = max(half, width // 2)
@@ -288,8 +296,10 @@ def _track_gain_loops(spec, smoothing, half, width, bias, kind, first, second, e
         _running_min_row(noise, width, bias, True, scratch_a, scratch_b, noise)
         if kind == _WIENER:
             _wiener_row(row, power, noise, first[r], second[r], eps, square, gains)
-        else:
+        elif kind == _SUBTRACTION:
             _subtraction_row(row, power, noise, first[r], second[r], eps, gains)
+        else:
+            _gate_row(row, power, noise, first[r], second[r], n_f, n_t, support, norm, scratch)
 
 
 @numba_callee(fastmath=True, error_model="numpy")
@@ -364,7 +374,10 @@ def _compiled_track_gain() -> Callable[..., None] | None:
     """``_track_gain_loops`` compiled by numba (cached on disk), or None without numba."""
     return numba_compile(
         _track_gain_loops,
-        calls=(_power_loops, _smooth_row, _running_min_row, _wiener_row, _subtraction_row),
+        calls=(
+            _power_loops, _smooth_row, _running_min_row, _wiener_row, _subtraction_row,
+            _gate_row, _gate_scratch,
+        ),
         error_model="numpy",
     )
 
@@ -480,6 +493,8 @@ def spectral_gating(
     prop_decrease: ParamLike = 1.0,
     freq_smooth_hz: float = 500.0,
     time_smooth_ms: float = 50.0,
+    *,
+    out: Tensor | None = None,
 ) -> Tensor:
     """Spectral gate: keep bins more than ``threshold_db`` above the noise estimate.
 
@@ -497,6 +512,10 @@ def spectral_gating(
     Args:
         threshold_db: >= 0, margin over the noise power (6 dB ~ noisereduce's 1.5 std in dB).
         prop_decrease: in [0, 1], how much of the gated energy is removed (1 = all).
+        out: optional tensor of ``x``'s shape, dtype and device to write the result into.
+
+    On CPU with numba, the noise track, the mask sums and the gain are one compiled call that
+    scales the spectrum in place (:func:`_track_gain_fused`).
     """
     check_batch(x)
     sample_rate = check_sample_rate(sample_rate)
@@ -505,28 +524,23 @@ def spectral_gating(
     prop = per_item(prop_decrease, b, "prop_decrease", minimum=0.0, maximum=1.0)
     if freq_smooth_hz < 0 or time_smooth_ms < 0:
         raise ValueError("freq_smooth_hz and time_smooth_ms must be >= 0")
-    cfg, spec, power, noise = _analyse(x, sample_rate)
+    cfg = stft_config(sample_rate)
     n_f = int(freq_smooth_hz / (sample_rate / cfg.n_fft) / 2)
     n_t = int(time_smooth_ms / 1000.0 * cfg.frame_rate(sample_rate) / 2)
     norm = (n_f + 1) ** 2 * (n_t + 1) ** 2  # sum of the (unnormalised) 2-D triangle
     if norm > 32767:
         raise ValueError("freq_smooth_hz x time_smooth_ms too large for the int16 mask sums")
-    fused = _compiled_gate() if power.device.type == "cpu" else None
-    if fused is not None and spec.dtype == torch.complex64:
-        b, c, n, f = power.shape
-        fused(
-            torch.view_as_real(spec).reshape(b * c, n, f, 2).numpy(),  # a view: spec *= gain
-            power.reshape(b * c, n, f).contiguous().numpy(),
-            noise.reshape(b * c, n, f).contiguous().numpy(),
-            np.repeat(np.asarray([10.0 ** (v / 10.0) for v in thr], dtype=np.float32), c),
-            np.repeat(np.asarray(prop, dtype=np.float32), c),
-            n_f,
-            n_t,
-            int(_GATE_SUPPORT * norm),
-            norm,
-        )
-        return istft_frames(spec, cfg, x.shape[-1]).to(x.dtype)
-    limit = noise * _column([10.0 ** (v / 10.0) for v in thr], power)
+    out = check_out(out, x)
+    scale = [10.0 ** (v / 10.0) for v in thr]
+    fused = _compiled_track_gain() if x.device.type == "cpu" else None
+    if fused is not None:
+        spec = stft_frames(x.float(), cfg)
+        gate = (n_f, n_t, int(_GATE_SUPPORT * norm), norm)
+        rate = cfg.frame_rate(sample_rate)
+        _track_gain_fused(fused, spec, rate, 4, _GATE, scale, prop, gate)  # spec *= gain
+        return istft_frames(spec, cfg, x.shape[-1], out=out)
+    cfg, spec, power, noise = _analyse(x, sample_rate)
+    limit = noise * _column(scale, power)
     mask = (power > limit).to(torch.int16)  # (B, C, N, F)
     count = _replicate(_replicate(mask, n_f, n_f, -1), n_t, n_t, -2)
     count = _box_sum(_box_sum(count, n_f + 1, -1), n_f + 1, -1)
@@ -537,80 +551,83 @@ def spectral_gating(
     count = count + keep * (norm - count)  # kept bins: the full count (gain 1)
     p = _column(prop, power)
     gain = count.to(torch.float32) * (p / norm) + (1.0 - p)  # 1 - p * (1 - smooth)
-    return istft_frames(spec * gain.clamp(0.0, 1.0), cfg, x.shape[-1]).to(x.dtype)
+    return istft_frames(spec * gain.clamp(0.0, 1.0), cfg, x.shape[-1], out=out)
 
 
-def _gate_loops(parts, power, noise, scale, prop, n_f, n_t, support, norm):  # type: ignore[no-untyped-def]
-    """parts (R, N, F, 2), the spectrum's interleaved parts, times :func:`spectral_gating`'s gain,
-    from power and noise (R, N, F), per row the threshold factor ``scale`` and ``prop``.
+@numba_callee(error_model="numpy")
+def _gate_row(parts, power, noise, limit, p, n_f, n_t, support, norm, scratch):  # type: ignore[no-untyped-def]
+    """One row's spectrum (N, F, 2 interleaved parts) times :func:`spectral_gating`'s gain, from
+    its power and noise (N, F), the threshold factor ``limit`` and ``p`` (prop_decrease).
+    ``scratch``: :func:`_gate_scratch`'s arrays. No fastmath: the gain's multiply and add round
+    as the torch ops do.
 
     The same integers as the torch ops: the 0/1 mask, its (2 n_f + 1) x (2 n_t + 1) triangle
     sums with replicated edges (a box of n + 1 twice per axis: running sums over the bins,
     direct sums over the frames), the kept bins set to ``norm``; then the same float32 gain
-    count * (prop / norm) + (1 - prop). One pass per row instead of ~40 clip-sized torch ops
+    count * (p / norm) + (1 - p). One pass per row instead of ~40 clip-sized torch ops
     (7 ms -> ~4 ms for a 10 s clip), and the spectrum scaled in place.
     """
-    rows, n, f = power.shape
+    mask, along_f, once_t, padded, once_f = scratch
+    n, f = power.shape
     wf = n_f + 1
     wt = n_t + 1
-    mask = np.empty((n, f), dtype=np.int32)
-    along_f = np.empty((n + 2 * n_t, f), dtype=np.int32)  # frames padded by replication
-    once_t = np.empty((n + n_t, f), dtype=np.int32)
-    padded = np.empty(f + 2 * n_f, dtype=np.int32)
-    once_f = np.empty(f + n_f, dtype=np.int32)
-    for r in range(rows):
-        limit = scale[r]
-        for i in range(n):
+    for i in range(n):
+        for k in range(f):
+            mask[i, k] = 1 if power[i, k] > noise[i, k] * limit else 0
+    for i in range(n):  # the triangle over the bins of each frame
+        for j in range(f + 2 * n_f):
+            padded[j] = mask[i, min(max(j - n_f, 0), f - 1)]
+        acc = 0
+        for j in range(wf):
+            acc += padded[j]
+        once_f[0] = acc
+        for j in range(1, f + n_f):
+            acc += padded[j + wf - 1] - padded[j - 1]
+            once_f[j] = acc
+        acc = 0
+        for j in range(wf):
+            acc += once_f[j]
+        along_f[i + n_t, 0] = acc
+        for k in range(1, f):
+            acc += once_f[k + wf - 1] - once_f[k - 1]
+            along_f[i + n_t, k] = acc
+    for i in range(n_t):
+        for k in range(f):
+            along_f[i, k] = along_f[n_t, k]
+            along_f[n + n_t + i, k] = along_f[n + n_t - 1, k]
+    for i in range(n + n_t):  # then over the frames, a bin row at a time
+        for k in range(f):
+            once_t[i, k] = 0
+        for m in range(wt):
             for k in range(f):
-                mask[i, k] = 1 if power[r, i, k] > noise[r, i, k] * limit else 0
-        for i in range(n):  # the triangle over the bins of each frame
-            for j in range(f + 2 * n_f):
-                padded[j] = mask[i, min(max(j - n_f, 0), f - 1)]
-            acc = 0
-            for j in range(wf):
-                acc += padded[j]
-            once_f[0] = acc
-            for j in range(1, f + n_f):
-                acc += padded[j + wf - 1] - padded[j - 1]
-                once_f[j] = acc
-            acc = 0
-            for j in range(wf):
-                acc += once_f[j]
-            along_f[i + n_t, 0] = acc
-            for k in range(1, f):
-                acc += once_f[k + wf - 1] - once_f[k - 1]
-                along_f[i + n_t, k] = acc
-        for i in range(n_t):
-            for k in range(f):
-                along_f[i, k] = along_f[n_t, k]
-                along_f[n + n_t + i, k] = along_f[n + n_t - 1, k]
-        for i in range(n + n_t):  # then over the frames, a bin row at a time
-            for k in range(f):
-                once_t[i, k] = 0
+                once_t[i, k] += along_f[i + m, k]
+    per_count = p / np.float32(norm)
+    rest = np.float32(1.0) - p
+    for i in range(n):
+        for k in range(f):
+            count = 0
             for m in range(wt):
-                for k in range(f):
-                    once_t[i, k] += along_f[i + m, k]
-        p = prop[r]
-        per_count = p / np.float32(norm)
-        rest = np.float32(1.0) - p
-        for i in range(n):
-            for k in range(f):
-                count = 0
-                for m in range(wt):
-                    count += once_t[i + m, k]
-                if mask[i, k] == 1 and count > support:
-                    count = norm
-                gain = np.float32(count) * per_count + rest
-                gain = min(max(gain, np.float32(0.0)), np.float32(1.0))
-                parts[r, i, k, 0] *= gain
-                parts[r, i, k, 1] *= gain
+                count += once_t[i + m, k]
+            if mask[i, k] == 1 and count > support:
+                count = norm
+            gain = np.float32(count) * per_count + rest
+            gain = min(max(gain, np.float32(0.0)), np.float32(1.0))
+            parts[i, k, 0] *= gain
+            parts[i, k, 1] *= gain
 
 
-@lru_cache(maxsize=1)
-def _compiled_gate() -> Callable[..., None] | None:
-    """``_gate_loops`` compiled by numba (cached on disk), or None without numba. No fastmath:
-    the gain's multiply and add round as the torch ops do."""
-    return numba_compile(_gate_loops, error_model="numpy")
+@numba_callee(error_model="numpy")
+def _gate_scratch(n, f, n_f, n_t):  # type: ignore[no-untyped-def]
+    """:func:`_gate_row`'s scratch for rows of n frames and f bins: the mask, the sums over
+    the bins (frames padded by replication), the first sums over the frames, a padded frame
+    and its first sums over the bins."""
+    return (
+        np.empty((n, f), dtype=np.int32),
+        np.empty((n + 2 * n_t, f), dtype=np.int32),
+        np.empty((n + n_t, f), dtype=np.int32),
+        np.empty(f + 2 * n_f, dtype=np.int32),
+        np.empty(f + n_f, dtype=np.int32),
+    )
 
 
 _MEDIAN_STEP = 8
