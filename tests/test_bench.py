@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from avalign.bench import BANDS_DB, _paired_ratios, format_report, run_bench
+import numpy as np
+
+from avalign import bench
+from avalign.bench import BANDS_DB, _near_linear_line, _paired_ratios, format_report, run_bench
 from avalign.cli import build_parser
 
 ACTIONS = {
@@ -90,6 +93,10 @@ def test_thread_speedup_is_the_median_of_its_paired_passes(report: tuple[dict, P
         passes = row["thread_speedup_passes"]
         assert len(passes) == row["thread_passes"] >= 1 and all(_finite(v) for v in passes), name
         assert row["thread_speedup_1_to_2"] == pytest.approx(statistics.median(passes), abs=1e-3)
+        machine = row["machine_speedup_passes"]
+        assert len(machine) == len(passes), name
+        scaled = [p for p, m in zip(passes, machine) if m >= bench.SCALED_PASS]
+        assert row["thread_speedup_scaled_passes"] == len(scaled), name
         assert _finite(row["batched_over_single"]) and row["calls_per_sample"] >= 1, name
 
 
@@ -102,3 +109,59 @@ def test_paired_ratios_divide_each_pass_by_its_own_pair() -> None:
 def test_cli_has_the_bench_command() -> None:
     args = build_parser().parse_args(["bench", "--quick", "--out", "x.json"])
     assert args.quick and args.out == "x.json" and args.func.__name__ == "_cmd_bench"
+
+
+def _row(all_passes: float, scaled: float | None, scaled_passes: int, passes: int = 9) -> dict:
+    return {
+        "batch": 16, "thread_passes": passes, "thread_passes_wanted": 9,
+        "thread_speedup_1_to_2": all_passes, "thread_speedup_scaled_passes": scaled_passes,
+        "thread_speedup_1_to_2_machine_scaled": scaled,
+        "machine_speedup_1_to_2": 1.7, "machine_vector_speedup_1_to_2": 1.7,
+    }
+
+
+def test_near_linear_counts_the_passes_in_which_the_machine_scaled() -> None:
+    line = _near_linear_line({"a": _row(1.45, 1.75, 9, 14), "b": _row(1.7, 1.68, 9)})
+    assert line["pass"], line
+    assert "a 9/14" in line["measured"] and "over all passes" in line["measured"]
+    assert "a 1.45x" in line["measured"]  # the all-pass figure stays in the report
+    slow = _near_linear_line({"a": _row(1.7, 1.55, 9), "b": _row(1.7, 1.68, 9)})
+    assert not slow["pass"] and "below: a 1.55x" in slow["measured"]
+
+
+def test_near_linear_fails_when_the_machine_rarely_had_two_threads() -> None:
+    line = _near_linear_line({"a": _row(1.2, 1.9, 4, 18), "b": _row(1.7, 1.68, 9)})
+    assert not line["pass"]
+    assert "too few passes with two threads to give: a (4 passes)" in line["measured"]
+
+
+def test_near_linear_reads_a_report_from_before_the_gate() -> None:
+    old = {"a": {"batch": 16, "thread_passes": 9, "thread_speedup_1_to_2": 1.65},
+           "b": {"batch": 16, "thread_passes": 9, "thread_speedup_1_to_2": 1.5}}
+    line = _near_linear_line(old)
+    assert not line["pass"] and "below: b 1.50x" in line["measured"]
+
+
+def test_passes_go_on_until_enough_found_the_machine_scaling(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a host that gives no second thread for the first four passes' references, then does
+    calls = {"machine": 0}
+
+    def machine() -> object:
+        def run(threads: int) -> float:
+            calls["machine"] += 1
+            host_busy = calls["machine"] <= 2 * 4 + 2  # the two warm-up calls, then 4 passes
+            return 1.0 if threads == 1 or host_busy else 0.5
+        return run
+
+    monkeypatch.setattr(bench, "_machine_reference", machine)
+    monkeypatch.setattr(bench, "_vector_reference", lambda: (lambda threads: 1.0))
+    monkeypatch.setattr(bench, "_ours", lambda: {"copy": lambda x: x.clone()})
+    settings = bench.BenchSettings(True, 0.5, 1, 1, 2, 3, False, None)
+    items = [{"noisy": np.zeros(8000, dtype=np.float32)}]
+    row = bench._bench_batching(settings, items, lambda message: None)["copy"]
+    assert row["thread_passes"] == 6 and row["thread_passes_wanted"] == 3  # capped at twice
+    assert row["machine_speedup_passes"] == [1.0] * 4 + [2.0] * 2
+    assert row["thread_speedup_scaled_passes"] == 2
+    assert row["thread_speedup_1_to_2_machine_scaled"] == pytest.approx(
+        statistics.median(row["thread_speedup_passes"][4:]), abs=1e-3
+    )

@@ -25,7 +25,10 @@ is the median over the passes of each pass's 1-thread time over its 2-thread tim
 batched time per clip over that pass's mean single-clip time). Beside each 1- and 2-thread
 batched sample, a compute-only kernel (``_machine_reference``) and FFT vector work
 (``_vector_reference``) run through the same thread pool: their speed-ups (paired the same
-way) are what this machine's two threads gave at those moments. The neural denoisers are a
+way) are what this machine's two threads gave at those moments. The near-linear target counts
+the passes in which the compute-only reference reached ``SCALED_PASS`` (the machine had two
+threads to give); passes go on, up to twice ``THREAD_PASSES``, until that many such passes
+exist, and the median over all passes is reported beside it. The neural denoisers are a
 loop over items (their C runtimes are single-stream), so they have no batched figure. A warm-up
 call precedes every timing (lazy tables, numba caches).
 
@@ -755,7 +758,12 @@ def _bench_batching(
         times: dict[int, list[float]] = {1: [], 2: []}
         reference: dict[int, list[float]] = {1: [], 2: []}
         vector_reference: dict[int, list[float]] = {1: [], 2: []}
-        for _ in range(max(settings.repeats, settings.thread_passes)):
+        wanted = max(settings.repeats, settings.thread_passes)
+        # passes go on (up to twice as many) until ``wanted`` of them found this machine able
+        # to run two threads at once: see SCALED_PASS
+        while len(times[1]) < wanted or (
+            _scaled_count(reference) < wanted and len(times[1]) < 2 * wanted
+        ):
             # per clip over one pass of the batch's clips: comparable with the batch's per-clip
             # time when clips differ in cost (a loud clip goes through the limiter)
             singles.append(
@@ -774,6 +782,8 @@ def _bench_batching(
             result[f"ms_per_clip_{threads}_thread"] = per_clip
         one, two = result["ms_per_clip_1_thread"], result["ms_per_clip_2_thread"]
         passes = _paired_ratios(times[1], times[2])
+        machine_passes = _paired_ratios(reference[1], reference[2])
+        scaled = [p for p, m in zip(passes, machine_passes, strict=True) if m >= SCALED_PASS]
         # the batch against the single calls of its own pass (paired like the threads)
         per_clip_one = [t / x.shape[0] for t in times[1]]
         batched_over_single = statistics.median(_paired_ratios(per_clip_one, singles))
@@ -784,12 +794,16 @@ def _bench_batching(
             "batched_ms_per_clip_2_threads": _r(two),
             "batched_over_single": _r(batched_over_single, 3),
             "thread_passes": len(passes),
+            "thread_passes_wanted": wanted,
             "calls_per_sample": calls,
             "thread_speedup_1_to_2": _r(statistics.median(passes), 3),
             "thread_speedup_passes": [_r(v, 3) for v in passes],
-            "machine_speedup_1_to_2": _r(
-                statistics.median(_paired_ratios(reference[1], reference[2])), 3
+            "thread_speedup_scaled_passes": len(scaled),
+            "thread_speedup_1_to_2_machine_scaled": (
+                _r(statistics.median(scaled), 3) if scaled else None
             ),
+            "machine_speedup_1_to_2": _r(statistics.median(machine_passes), 3),
+            "machine_speedup_passes": [_r(v, 3) for v in machine_passes],
             "machine_vector_speedup_1_to_2": _r(
                 statistics.median(_paired_ratios(vector_reference[1], vector_reference[2])), 3
             ),
@@ -806,6 +820,20 @@ THREAD_PASSES = 9
 project's 2-vCPU VM one pass's speed-up ranged from 0.99x to 1.95x for the same call minutes
 apart, and the compute-only reference's from 0.98x to 2.90x (a 1-thread time caught by another
 tenant); with three passes the median still moved by 0.4 between runs."""
+
+
+SCALED_PASS = NEAR_LINEAR
+"""A pass counts towards the near-linear target when this machine's compute-only reference,
+measured beside it, went at least this much faster on two threads than on one: only then did the
+machine have two threads to give. On the eleventh session's VM the reference (pure arithmetic,
+no memory traffic, no GIL) read 1.56-1.67x for four seconds and then 1.00-1.11x for the next six,
+pass after pass; 30 passes a minute later read 1.37-2.40x (median 1.85x). A pass in such a
+stretch measures the host, not the code."""
+
+
+def _scaled_count(reference: dict[int, list[float]]) -> int:
+    """Passes so far whose compute-only reference reached :data:`SCALED_PASS`."""
+    return sum(m >= SCALED_PASS for m in _paired_ratios(reference[1], reference[2]))
 
 
 def _paired_ratios(numerators: list[float], denominators: list[float]) -> list[float]:
@@ -1017,19 +1045,7 @@ def compute_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             f"{len(batching) - len(worse)}/{len(batching)} ok; worse: {', '.join(worse) or 'none'}",
             f"<= {BATCH_TOLERANCE:g}x single",
         ))
-        speedups = {n: b["thread_speedup_1_to_2"] for n, b in batching.items()}
-        slow = [f"{n} {s:.2f}x" for n, s in speedups.items() if s is None or s < NEAR_LINEAR]
-        lines.append(_line(
-            "batched 1 -> 2 threads near-linear",
-            not slow,
-            f"median {statistics.median(v for v in speedups.values() if v):.2f}x (each action's: "
-            f"the median of {next(iter(batching.values())).get('thread_passes', '?')} paired "
-            "passes); "
-            f"below: {', '.join(slow) or 'none'}"
-            + _machine_context(batching, "machine_speedup_1_to_2", "compute only")
-            + _machine_context(batching, "machine_vector_speedup_1_to_2", "FFT vector work"),
-            f">= {NEAR_LINEAR:g}x",
-        ))
+        lines.append(_near_linear_line(batching))
     for name in NEURAL:
         entry = acts.get(name)
         if entry:
@@ -1045,6 +1061,47 @@ def compute_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         lines.append(_line("rnnoise >= 10x real time", rtf <= 0.1, f"{1 / rtf:.1f}x real time",
                            ">= 10x"))
     return lines
+
+
+def _near_linear_line(batching: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The 1 -> 2 thread target: each action's median over the passes in which this machine's
+    compute-only reference scaled (:data:`SCALED_PASS`; an action with fewer than half of
+    ``thread_passes`` such passes fails as unmeasured), with the median over all passes beside
+    it. A report written before the passes were gated uses all passes."""
+    first = next(iter(batching.values()))
+    gated = "thread_speedup_1_to_2_machine_scaled" in first
+    needed = math.ceil(first.get("thread_passes_wanted", first.get("thread_passes", 1)) / 2)
+    slow, unmeasured, counted, overall = [], [], {}, {}
+    for name, b in batching.items():
+        overall[name] = b["thread_speedup_1_to_2"]
+        if gated and b["thread_speedup_scaled_passes"] < needed:
+            unmeasured.append(f"{name} ({b['thread_speedup_scaled_passes']} passes)")
+            continue
+        value = b["thread_speedup_1_to_2_machine_scaled"] if gated else overall[name]
+        counted[name] = value
+        if value is None or value < NEAR_LINEAR:
+            slow.append(f"{name} {value:.2f}x" if value is not None else name)
+    how = (
+        f"each action's median over the passes in which this machine's compute reference gave "
+        f">= {SCALED_PASS:g}x: " + ", ".join(
+            f"{n} {batching[n]['thread_speedup_scaled_passes']}/{batching[n]['thread_passes']}"
+            for n in batching
+        ) if gated else "each action's: the median of the paired passes"
+    )
+    valid = [v for v in counted.values() if v]
+    return _line(
+        "batched 1 -> 2 threads near-linear",
+        not slow and not unmeasured,
+        (f"median {statistics.median(valid):.2f}x" if valid else "no action measured")
+        + f" ({how}); below: {', '.join(slow) or 'none'}"
+        + (f"; too few passes with two threads to give: {', '.join(unmeasured)}"
+           if unmeasured else "")
+        + f"; over all passes: median {statistics.median(overall.values()):.2f}x, "
+        + ", ".join(f"{n} {v:.2f}x" for n, v in overall.items())
+        + _machine_context(batching, "machine_speedup_1_to_2", "compute only")
+        + _machine_context(batching, "machine_vector_speedup_1_to_2", "FFT vector work"),
+        f">= {NEAR_LINEAR:g}x",
+    )
 
 
 # --------------------------------------------------------------------------------------------
