@@ -774,6 +774,7 @@ def _bench_batching(
                 torch.set_num_threads(threads)
                 fn(x)
                 times[threads].append(sample())
+                time.sleep(SPIN_REST_S)  # the action's OpenMP threads stop spinning first
                 reference[threads].append(machine(threads))
                 vector_reference[threads].append(vector(threads))
             torch.set_num_threads(1)
@@ -815,6 +816,15 @@ THREAD_SAMPLE_S = 0.2
 """Least 1-thread time of one timed batched sample. Fast actions repeat the call: speed_change
 (~28 ms per batch of 16 on the ninth session's VM) 7-8 times, the time shift 46-52 times. So
 one interruption cannot set a pass's speed-up alone."""
+SPIN_REST_S = 0.02
+"""Pause between an action's timed sample and the machine references measured beside it.
+After an OpenMP region libgomp's worker threads spin for a few ms before they sleep: an
+action whose ops split over torch's threads (the time shift) left a spinner that took a core
+from the reference. Measured on the twelfth session's VM, the compute-only reference at 2
+threads right after 100 two-thread time shifts, median of 12: 1.55x with no pause, 1.77x after
+5 ms, 1.95x after 20 ms (1.79x after 50 ms). In the bench run before this pause the time
+shift's references read 1.30-1.63x in all 18 passes (median 1.59x) while the other actions'
+read 1.64-1.94x, so its passes almost never counted (5 of 18)."""
 THREAD_PASSES = 9
 """Passes per action of single calls, then the batched call on 1 and on 2 threads. On this
 project's 2-vCPU VM one pass's speed-up ranged from 0.99x to 1.95x for the same call minutes

@@ -186,6 +186,24 @@ def test_wavelet_denoise_compiled_matches_vectorised(monkeypatch: pytest.MonkeyP
     assert torch.allclose(fast, plain, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize(("seconds", "channels"), [(4.0, 1), (0.3, 1), (1.0, 2)])
+def test_band_psd_kernel_equals_the_torch_ops(
+    seconds: float, channels: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 4 s: block minima, their running minimum and the lower median of an even count of
+    # blocks; 0.3 s: too few frames for blocks, the minimum over all frames; 2 channels
+    if denoise._compiled_band_psd() is None:
+        pytest.skip("numba not installed: only the torch ops run")
+    x = add_white_noise(speech_like(seconds).repeat(2, channels, 1), 5.0)
+    x[1] *= 0.25
+    _, fused = denoise._stationary_band_psd(x, SR)
+    monkeypatch.setattr(denoise, "_compiled_band_psd", lambda: None)
+    _, plain = denoise._stationary_band_psd(x, SR)
+    assert fused.shape == plain.shape == (2, channels, 257)
+    assert torch.equal(fused, plain)
+    assert not torch.equal(fused[0], fused[1])
+
+
 def test_wavelet_scale_zero_is_identity() -> None:
     x = add_white_noise(speech_like(1.0), 10.0)[None]
     assert torch.allclose(denoise.wavelet_denoise(x, SR, threshold_scale=0.0), x, atol=1e-5)

@@ -49,6 +49,11 @@ class StftConfig:
         """The periodic Hann window (shared between calls: read only)."""
         return _hann(self.n_fft, torch.device(device), dtype)
 
+    @property
+    def overlap(self) -> int:
+        """Frames per window length (4: 75 % overlap, 2: 50 %)."""
+        return self.n_fft // self.hop
+
     def frame_rate(self, sample_rate: int) -> float:
         return sample_rate / self.hop
 
