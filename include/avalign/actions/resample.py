@@ -167,12 +167,18 @@ def _polyphase_kernel(p: int, q: int, cutoff: float) -> tuple[Tensor, int]:
     return weights.unsqueeze(1), k
 
 
-def interpolate_rational(x: Tensor, p: int, q: int, n_out: int, cutoff: float = 1.0) -> Tensor:
+def interpolate_rational(
+    x: Tensor, p: int, q: int, n_out: int, cutoff: float = 1.0, *, out: Tensor | None = None
+) -> Tensor:
     """Band-limited values of x (R, T) at positions n * p / q for n < ``n_out``: (R, n_out).
 
     Same result as ``interpolate(x, arange(n_out) * p / q, cutoff)`` (to the table's 1e-6), as
     one strided polyphase conv1d (the torchaudio resample scheme) instead of per-sample gathers:
     several times faster for small p and q. Samples outside [0, T) count as zero.
+
+    ``out``: an (R, n_out) tensor (a view with unit stride along n, say the first n_out samples
+    of each row of a result) that the conv's (R, q, blocks) phases are written into, in place of
+    the interleaving copy and a copy of that into the caller's result.
     """
     if x.dim() != 2:
         raise ValueError(f"x must have shape (R, T), got {tuple(x.shape)}")
@@ -180,11 +186,24 @@ def interpolate_rational(x: Tensor, p: int, q: int, n_out: int, cutoff: float = 
         raise ValueError(f"p and q must be >= 1, got {p}, {q}")
     if not 0.0 < cutoff <= 1.0:
         raise ValueError(f"cutoff must be in (0, 1], got {cutoff}")
+    rows, t = x.shape
+    if out is not None and (tuple(out.shape) != (rows, n_out) or out.stride(-1) != 1):
+        raise ValueError(
+            f"out must have shape {(rows, n_out)} with unit stride along samples, got "
+            f"{tuple(out.shape)} with strides {out.stride()}"
+        )
     weights64, k = _polyphase_kernel(p, q, float(cutoff))
     weights = weights64.to(device=x.device, dtype=x.dtype)
-    rows, t = x.shape
     blocks = -(-n_out // q)
     need = (blocks - 1) * p + weights.shape[-1]
+    # a padded copy of x: with its ``padding`` argument instead, the conv (oneDNN) took 3.2
+    # rather than 1.3 ms for four 10 s clips at 11/10, the copy 0.16 ms
     padded = F.pad(x.unsqueeze(1), (k - 1, max(0, need - t - (k - 1))))
     y = F.conv1d(padded, weights, stride=p)[..., :blocks]  # (R, q, blocks)
-    return y.transpose(1, 2).reshape(rows, blocks * q)[:, :n_out]
+    if out is None:
+        return y.transpose(1, 2).reshape(rows, blocks * q)[:, :n_out]
+    whole = n_out // q  # blocks whose q phases all fall within n_out
+    out[:, : whole * q].view(rows, whole, q).copy_(y[..., :whole].transpose(1, 2))
+    if whole < blocks:
+        out[:, whole * q :] = y[:, : n_out - whole * q, whole]
+    return out

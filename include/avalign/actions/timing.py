@@ -92,8 +92,11 @@ def speed_change(
         rows = (x if whole else x[items]).reshape(-1, t)
         cutoff = ROLLOFF * min(1.0, 1.0 / value)
         fraction = as_small_fraction(value)
+        # a whole batch's polyphase conv writes straight into the result (no copy of it)
+        direct = whole and fraction is not None
         if fraction is not None:  # 1.1 = 11/10: one polyphase conv, same kernel
-            y = interpolate_rational(rows, *fraction, n, cutoff=cutoff)
+            into = out.view(-1, t)[:, :n] if direct else None
+            y = interpolate_rational(rows, *fraction, n, cutoff=cutoff, out=into)
         else:
             positions = torch.arange(n, dtype=torch.float64) * value
             y = interpolate(rows, positions, cutoff=cutoff)
@@ -101,9 +104,10 @@ def speed_change(
             fade = min(n, max(1, int(round(SPEED_TAIL_FADE_S * sample_rate))))
             ramp = 0.5 * (1 + torch.cos(torch.linspace(0, math.pi, fade, device=x.device)))
             y[:, n - fade :] *= ramp.to(y.dtype)
-        if whole:  # straight into the result: the silent tail is zeroed, no padded copy
+        if whole:  # the silent tail is zeroed, no padded copy
             target = out.view(-1, t)
-            target[:, :n] = y
+            if not direct:
+                target[:, :n] = y
             target[:, n:] = 0.0
         else:
             padded = torch.nn.functional.pad(y, (0, t - n))
