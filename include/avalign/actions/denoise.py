@@ -93,15 +93,9 @@ def _analyse(
 
 
 def _power(spec: Tensor) -> Tensor:
-    """|spec|^2 of a complex64 tensor: compiled on CPU when numba is present (one pass over
-    the interleaved parts; the two strided squares and the sum took ~0.7 ms for 10 s)."""
-    kernel = _compiled_power() if spec.device.type == "cpu" else None
-    if kernel is None or spec.dtype != torch.complex64 or not spec.is_contiguous():
-        return spec.real.square() + spec.imag.square()
-    parts = torch.view_as_real(spec)
-    out = torch.empty(spec.shape, dtype=torch.float32)
-    kernel(parts.reshape(-1, 2).numpy(), out.reshape(-1).numpy())
-    return out
+    """|spec|^2 of a complex tensor (the vectorised path; the fused kernels use
+    :func:`_power_loops`)."""
+    return spec.real.square() + spec.imag.square()
 
 
 @numba_callee(error_model="numpy")
@@ -111,12 +105,6 @@ def _power_loops(parts, out):  # type: ignore[no-untyped-def]
         re = parts[i, 0]
         im = parts[i, 1]
         out[i] = re * re + im * im
-
-
-@lru_cache(maxsize=1)
-def _compiled_power() -> Callable[..., None] | None:
-    """``_power_loops`` compiled by numba (cached on disk), or None without numba."""
-    return numba_compile(_power_loops, error_model="numpy")
 
 
 @cpu_chunked("over_subtraction", "floor", parallel_items=True)
@@ -390,23 +378,16 @@ def _decision_directed_cpu(prior_weight: Tensor, ml_term: Tensor, floor: Tensor)
 
     The step is xi_n = max(w_n * G_{n-1}^2 + ml_n, xi_min), G_n = xi_n / (1 + xi_n): a few
     flops per bin, sequential over frames. A torch op per frame costs ~3 us of dispatch for a
-    few hundred bins (~15 ms for a 10 s clip's 1250 frames); numpy ufuncs ~0.5 us (~4.5 ms);
-    the same loop compiled by numba (a dependency of librosa, so normally installed; compiled
-    once and cached) ~0.6 ms, which also keeps the serial part of a 2-thread batch small.
-    Without numba the numpy loop runs; both give the same float32 arithmetic. (With numba,
-    :func:`wiener_filter` on CPU takes the fused kernel of :func:`_track_gain_fused` instead,
-    so this runs for the vectorised path only, i.e. without numba.)
+    few hundred bins (~15 ms for a 10 s clip's 1250 frames); numpy ufuncs ~0.5 us (~4.5 ms).
+    This runs on CPU without numba only: with numba, :func:`wiener_filter` takes the fused
+    kernel of :func:`_track_gain_fused` (:func:`_wiener_row`, the same recursion compiled).
     """
     n, shape = ml_term.shape[0], ml_term.shape
     pw = np.ascontiguousarray(prior_weight.reshape(n, -1).numpy())
     ml = np.ascontiguousarray(ml_term.reshape(n, -1).numpy())
     lower = np.ascontiguousarray(floor.reshape(-1).numpy(), dtype=np.float32)
     gains = np.empty_like(ml)
-    kernel = _compiled_recursion()
-    if kernel is not None:
-        kernel(pw, ml, lower, gains)
-    else:
-        _recursion_numpy(pw, ml, lower, gains)
+    _recursion_numpy(pw, ml, lower, gains)
     return torch.from_numpy(gains).reshape(shape)
 
 
@@ -422,26 +403,6 @@ def _recursion_numpy(pw: np.ndarray, ml: np.ndarray, lower: np.ndarray, gains: n
         np.add(xi, 1.0, out=g)
         np.divide(xi, g, out=g)
         np.multiply(g, g, out=square)
-
-
-def _recursion_loops(pw: np.ndarray, ml: np.ndarray, lower: np.ndarray, gains: np.ndarray) -> None:
-    """The recursion as plain loops, for numba to compile (same order of float32 operations)."""
-    square = np.zeros(ml.shape[1], dtype=np.float32)
-    for k in range(ml.shape[0]):
-        for j in range(ml.shape[1]):
-            xi = pw[k, j] * square[j]
-            xi = xi + ml[k, j]
-            if xi < lower[j]:
-                xi = lower[j]
-            g = xi / (xi + np.float32(1.0))
-            gains[k, j] = g
-            square[j] = g * g
-
-
-@lru_cache(maxsize=1)
-def _compiled_recursion() -> Callable[..., None] | None:
-    """``_recursion_loops`` compiled by numba (cached on disk), or None without numba."""
-    return numba_compile(_recursion_loops)
 
 
 _GATE_SUPPORT = 0.25
