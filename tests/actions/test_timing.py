@@ -63,6 +63,23 @@ def test_speed_up_leaves_silent_tail_and_one_is_identity() -> None:
     assert torch.equal(speed_change(x, SR, 1.0), x)
 
 
+@pytest.mark.parametrize("factor", [1.1, 1.25, 0.9, 2.0])
+def test_speed_compiled_placement_equals_the_torch_ops(
+    factor: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the polyphase phases interleaved, the tail fade and the silent tail in one compiled pass
+    from avalign.actions import timing
+
+    if timing._compiled_placement() is None:
+        pytest.skip("numba not installed: only the torch ops run")
+    x = torch.randn(3, 2, SR + 7)
+    fast = speed_change(x, SR, factor)
+    monkeypatch.setattr(timing, "_compiled_placement", lambda: None)
+    plain = speed_change(x, SR, factor)
+    assert torch.equal(fast, plain)
+    assert bool((fast[..., timing.content_length(SR + 7, factor) :] == 0).all())
+
+
 @pytest.mark.parametrize("k", [1, 37, 800, -1, -37, -800])
 def test_time_shift_is_exact(k: int) -> None:
     x = torch.randn(2, 2, 4000)

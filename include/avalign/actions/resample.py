@@ -116,10 +116,12 @@ MAX_RATIONAL_TERM = 64
 the polyphase kernel gets wider than the table interpolator's gathers and is no faster)."""
 
 
+@lru_cache(maxsize=256)
 def as_small_fraction(step: float) -> tuple[int, int] | None:
     """(p, q) with p / q == ``step`` to 1e-12 relative and p, q <= MAX_RATIONAL_TERM, else None.
 
     Planner speed factors such as 1.1, 0.9 or 1.25 are such ratios; 1.001 (a slow drift) is not.
+    Cached: ``Fraction.limit_denominator`` took ~11 us, a few % of a speed change's Python.
     """
     from fractions import Fraction
 
@@ -167,43 +169,43 @@ def _polyphase_kernel(p: int, q: int, cutoff: float) -> tuple[Tensor, int]:
     return weights.unsqueeze(1), k
 
 
-def interpolate_rational(
-    x: Tensor, p: int, q: int, n_out: int, cutoff: float = 1.0, *, out: Tensor | None = None
-) -> Tensor:
-    """Band-limited values of x (R, T) at positions n * p / q for n < ``n_out``: (R, n_out).
-
-    Same result as ``interpolate(x, arange(n_out) * p / q, cutoff)`` (to the table's 1e-6), as
-    one strided polyphase conv1d (the torchaudio resample scheme) instead of per-sample gathers:
-    several times faster for small p and q. Samples outside [0, T) count as zero.
-
-    ``out``: an (R, n_out) tensor (a view with unit stride along n, say the first n_out samples
-    of each row of a result) that the conv's (R, q, blocks) phases are written into, in place of
-    the interleaving copy and a copy of that into the caller's result.
-    """
+def polyphase_phases(x: Tensor, p: int, q: int, n_out: int, cutoff: float = 1.0) -> Tensor:
+    """The values of :func:`interpolate_rational` as one strided conv1d leaves them: (R, q,
+    blocks), output n = m * q + r at [:, r, m] (blocks = ceil(n_out / q); past n_out: extra).
+    A caller that interleaves them into its own result itself skips a copy."""
     if x.dim() != 2:
         raise ValueError(f"x must have shape (R, T), got {tuple(x.shape)}")
     if p < 1 or q < 1:
         raise ValueError(f"p and q must be >= 1, got {p}, {q}")
     if not 0.0 < cutoff <= 1.0:
         raise ValueError(f"cutoff must be in (0, 1], got {cutoff}")
-    rows, t = x.shape
-    if out is not None and (tuple(out.shape) != (rows, n_out) or out.stride(-1) != 1):
-        raise ValueError(
-            f"out must have shape {(rows, n_out)} with unit stride along samples, got "
-            f"{tuple(out.shape)} with strides {out.stride()}"
-        )
-    weights64, k = _polyphase_kernel(p, q, float(cutoff))
-    weights = weights64.to(device=x.device, dtype=x.dtype)
+    weights, k = _polyphase_weights(p, q, float(cutoff), x.device, x.dtype)
+    t = x.shape[-1]
     blocks = -(-n_out // q)
     need = (blocks - 1) * p + weights.shape[-1]
     # a padded copy of x: with its ``padding`` argument instead, the conv (oneDNN) took 3.2
     # rather than 1.3 ms for four 10 s clips at 11/10, the copy 0.16 ms
     padded = F.pad(x.unsqueeze(1), (k - 1, max(0, need - t - (k - 1))))
-    y = F.conv1d(padded, weights, stride=p)[..., :blocks]  # (R, q, blocks)
-    if out is None:
-        return y.transpose(1, 2).reshape(rows, blocks * q)[:, :n_out]
-    whole = n_out // q  # blocks whose q phases all fall within n_out
-    out[:, : whole * q].view(rows, whole, q).copy_(y[..., :whole].transpose(1, 2))
-    if whole < blocks:
-        out[:, whole * q :] = y[:, : n_out - whole * q, whole]
-    return out
+    return F.conv1d(padded, weights, stride=p)[..., :blocks]
+
+
+@lru_cache(maxsize=32)
+def _polyphase_weights(
+    p: int, q: int, cutoff: float, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, int]:
+    """:func:`_polyphase_kernel` in ``dtype`` on ``device`` (read only; cached: the conversion
+    was two more ops per call)."""
+    weights64, k = _polyphase_kernel(p, q, cutoff)
+    return weights64.to(device=device, dtype=dtype), k
+
+
+def interpolate_rational(x: Tensor, p: int, q: int, n_out: int, cutoff: float = 1.0) -> Tensor:
+    """Band-limited values of x (R, T) at positions n * p / q for n < ``n_out``: (R, n_out).
+
+    Same result as ``interpolate(x, arange(n_out) * p / q, cutoff)`` (to the table's 1e-6), as
+    one strided polyphase conv1d (the torchaudio resample scheme) instead of per-sample gathers:
+    several times faster for small p and q. Samples outside [0, T) count as zero.
+    """
+    y = polyphase_phases(x, p, q, n_out, cutoff)
+    rows, q, blocks = y.shape
+    return y.transpose(1, 2).reshape(rows, blocks * q)[:, :n_out]
