@@ -51,12 +51,14 @@ def content_length(length: int, factor: float) -> int:
     return min(length, int(math.floor((length - 1) / factor)) + 1)
 
 
-SPEED_CHUNK_SAMPLES = 4 * 160_000
-"""Samples per CPU call of :func:`speed_change`: four 10 s clips at 16 kHz, a thread per chunk.
-Its temporaries are small (one strided conv1d), so four clips share the cache, and one clip was
-too short (0.33 ms) to gain from a thread of its own. B = 16 on this 2-vCPU VM, per clip, 1 / 2
-threads: chunks of 1 clip 0.341 / 0.313 ms, of 2 0.283 / 0.259, of 4 0.281 / 0.214, of 8
-0.329 / 0.278 (single calls 0.333)."""
+SPEED_CHUNK_SAMPLES = 2 * 160_000
+"""Samples per CPU call of :func:`speed_change`: two 10 s clips at 16 kHz, a thread per chunk.
+Its temporaries are small (one strided conv1d), so clips can share a call; one clip was too
+short to gain from a thread of its own. B = 16, per clip on 1 / 2 threads, medians of 15
+interleaved passes on the twelfth session's VM (after the compiled placement): chunks of 1 clip
+0.553 / 0.369 ms, of 2 0.481 / 0.305, of 4 0.500 / 0.334; in a second run of 2 against 4 and 8:
+0.501 / 0.304, 0.532 / 0.334, 0.562 / 0.343. (Before the placement was compiled, with ~30
+torch ops a chunk, four clips had been best: 0.281 / 0.214 ms on the ninth session's VM.)"""
 
 
 @cpu_chunked("factor", parallel_items=True, chunk_samples=SPEED_CHUNK_SAMPLES)
