@@ -184,6 +184,33 @@ def test_parallel_map_keeps_order_and_restores_threads() -> None:
     assert parallel_map(lambda v: v + 1, [1, 2]) == [2, 3]  # one thread: a plain loop
 
 
+def test_pool_threads_run_their_openmp_and_mkl_work_on_one_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a new thread's OpenMP team has every core; an MKL FFT on it used them all while
+    # torch.get_num_threads() read 1 (torch sets a thread's own count on its first parallel_for)
+    import ctypes
+    import os
+
+    gomp_path = os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1")
+    if not os.path.exists(gomp_path) or (os.cpu_count() or 1) < 2:
+        pytest.skip("needs torch's bundled libgomp and two cores")
+    gomp = ctypes.CDLL(gomp_path)
+    monkeypatch.setattr(_checks, "_POOLS", {})  # fresh threads, none has run a torch op yet
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        def team(_: int) -> tuple[int, str]:
+            time.sleep(0.01)  # both threads take items
+            return gomp.omp_get_max_threads(), threading.current_thread().name
+
+        seen = parallel_map(team, list(range(6)))
+    finally:
+        torch.set_num_threads(before)
+    assert {name.startswith("avalign-items") for _, name in seen} == {True, False}
+    assert {threads for threads, _ in seen} == {1}
+
+
 def test_parallel_map_raises_the_first_error_once_every_thread_rests() -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(2)
