@@ -98,6 +98,9 @@ def test_thread_speedup_is_the_median_of_its_paired_passes(report: tuple[dict, P
         scaled = [p for p, m in zip(passes, machine) if m >= bench.SCALED_PASS]
         assert row["thread_speedup_scaled_passes"] == len(scaled), name
         assert _finite(row["batched_over_single"]) and row["calls_per_sample"] >= 1, name
+        over_single = row["batched_over_single_passes"]
+        assert len(over_single) == len(passes), name
+        assert row["batched_over_single"] == pytest.approx(statistics.median(over_single), abs=1e-3)
 
 
 def test_paired_ratios_divide_each_pass_by_its_own_pair() -> None:
