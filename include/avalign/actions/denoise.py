@@ -541,20 +541,19 @@ def _gate_row(parts, power, noise, limit, p, n_f, n_t, support, norm, scratch): 
     for i in range(n):  # the triangle over the bins of each frame
         for j in range(f + 2 * n_f):
             padded[j] = mask[i, min(max(j - n_f, 0), f - 1)]
-        acc = 0
-        for j in range(wf):
-            acc += padded[j]
-        once_f[0] = acc
-        for j in range(1, f + n_f):
-            acc += padded[j + wf - 1] - padded[j - 1]
-            once_f[j] = acc
-        acc = 0
-        for j in range(wf):
-            acc += once_f[j]
-        along_f[i + n_t, 0] = acc
-        for k in range(1, f):
-            acc += once_f[k + wf - 1] - once_f[k - 1]
-            along_f[i + n_t, k] = acc
+        # box sums as wf shifted adds over the whole frame: each loop over the bins
+        # vectorises, where a running sum is one dependent add after another
+        for j in range(f + n_f):
+            once_f[j] = 0
+        for m in range(wf):
+            for j in range(f + n_f):
+                once_f[j] += padded[j + m]
+        target = along_f[i + n_t]
+        for k in range(f):
+            target[k] = 0
+        for m in range(wf):
+            for k in range(f):
+                target[k] += once_f[k + m]
     for i in range(n_t):
         for k in range(f):
             along_f[i, k] = along_f[n_t, k]
@@ -567,11 +566,15 @@ def _gate_row(parts, power, noise, limit, p, n_f, n_t, support, norm, scratch): 
                 once_t[i, k] += along_f[i + m, k]
     per_count = p / np.float32(norm)
     rest = np.float32(1.0) - p
+    counts = padded[:f]  # the padded frame is free again: this frame's sums over the frames
     for i in range(n):
         for k in range(f):
-            count = 0
-            for m in range(wt):
-                count += once_t[i + m, k]
+            counts[k] = 0
+        for m in range(wt):
+            for k in range(f):
+                counts[k] += once_t[i + m, k]
+        for k in range(f):
+            count = counts[k]
             if mask[i, k] == 1 and count > support:
                 count = norm
             gain = np.float32(count) * per_count + rest
