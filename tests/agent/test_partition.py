@@ -117,3 +117,23 @@ def test_rerun_is_idempotent_and_publishes_once(tmp_path, agent_clips):
         success, result_uri = False, "gx.json"
 
     assert publish_partition(out, "r", "part-00001", Failed()).pointer_uri is None
+
+
+def test_a_retry_removes_the_temp_files_a_stopped_attempt_left(tmp_path, agent_clips):
+    # what a worker killed mid-write leaves: its temp file beside the clip it was writing, and no
+    # _SUCCESS; the retry must not leave it among the finished files
+    manifest = str(tmp_path / "ds" / "manifests" / "part-00000.parquet")
+    write_manifest(pd.DataFrame([_row("late", str(agent_clips["late"]))]), manifest)
+    out = str(tmp_path / "out")
+    first = run_partition(manifest, out, run_id="r", config=AlignConfig(), client=MeasuringClient(),
+                          progress=lambda m: None)
+    stage = Path(first.stage_uri)
+    (stage / "_SUCCESS").unlink()
+    torn = stage / "clips" / ".late.mp4.k3x9q1.tmp"
+    torn.write_bytes(b"half a video")
+    messages: list[str] = []
+    retry = run_partition(manifest, out, run_id="r", config=AlignConfig(), client=MeasuringClient(),
+                          progress=messages.append)
+    assert not retry.reused and not torn.exists()
+    assert sorted(p.name for p in (stage / "clips").iterdir()) == ["late.mp4"]
+    assert any("removed 1 temp file(s)" in m and torn.name in m for m in messages)

@@ -298,3 +298,23 @@ def test_s3_unreachable_endpoint(s3_server: str, monkeypatch: pytest.MonkeyPatch
         storage.read_bytes("s3://bucket/key")
     assert info.value.reason == "unreachable"
     assert f"127.0.0.1:{dead_port}" in str(info.value)
+
+
+def test_remove_temp_files_deletes_only_in_flight_temps(tmp_path: Path, s3_bucket: str) -> None:
+    root = tmp_path / "stage"
+    storage.write_text(str(root / "clips" / "a.mp4"), "done")
+    (root / "clips" / ".b.mp4.x1y2z3.tmp").write_text("torn")
+    (root / "traces").mkdir()
+    (root / "traces" / ".b.json.q9w8e7.tmp").write_text("torn")
+    (root / "notes.tmp").write_text("not ours: no leading dot")
+    removed = storage.remove_temp_files(str(root))
+    assert removed == [str(root / "clips" / ".b.mp4.x1y2z3.tmp"), str(root / "traces" / ".b.json.q9w8e7.tmp")]
+    assert sorted(p.name for p in root.rglob("*") if p.is_file()) == ["a.mp4", "notes.tmp"]
+    assert storage.remove_temp_files(str(root)) == [] and storage.remove_temp_files(str(tmp_path / "none")) == []
+
+    base = f"s3://{s3_bucket}/stage"
+    storage.write_bytes(f"{base}/clips/a.mp4", b"done")
+    storage.write_bytes(f"{base}/clips/.b.mp4.x1y2z3.tmp", b"torn")
+    assert storage.remove_temp_files(base) == [f"{base}/clips/.b.mp4.x1y2z3.tmp"]
+    assert storage.list_files(base) == [f"{base}/clips/a.mp4"]
+    assert not storage.exists(f"{base}/clips/.b.mp4.x1y2z3.tmp")

@@ -2,7 +2,8 @@
 
 Staging lives under ``<out>/runs/<run_id>/<partition>/`` and is invisible to consumers until
 ``publish_partition`` writes the pointer. ``_SUCCESS`` is written last; a retried task deletes a
-stale one first, and a finished partition with the same manifest is not recomputed (idempotent).
+stale one first, and the temp files of an attempt stopped mid-write, and a finished partition
+with the same manifest is not recomputed (idempotent).
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ def run_partition(manifest_uri: str, out_uri: str, *, run_id: str, config: Align
                                 0.0, reused=True)
     if storage.exists(success_uri):
         storage.delete(success_uri)
+    stale = storage.remove_temp_files(stage)  # a stopped attempt's half-written files
+    if stale:
+        progress(f"[{partition}] removed {len(stale)} temp file(s) an earlier attempt left: "
+                 + ", ".join(uri.rsplit("/", 1)[-1] for uri in stale[:5]))
 
     planner = planner or make_planner(config, client)
     versions = {role: client.model_version(role) for role in ROLES}

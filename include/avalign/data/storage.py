@@ -370,6 +370,28 @@ def list_files(prefix_uri: str, *, suffix: str | None = None) -> list[str]:
     The prefix is a folder: 's3://b/run1' lists 's3://b/run1/...' but not 's3://b/run10/...'.
     A missing folder lists as []. Our in-flight temp files are never listed.
     """
+    return sorted(
+        uri for uri in _all_files(prefix_uri)
+        if not _TEMP_RE.match(uri.rsplit("/", 1)[-1]) and (not suffix or uri.endswith(suffix))
+    )
+
+
+def remove_temp_files(prefix_uri: str) -> list[str]:
+    """Delete our in-flight temp files ('.<name>.<random>.tmp') below a folder; returns their URIs.
+
+    Why: a writer stopped between creating its temp file and renaming it over the final name
+    (a worker killed mid-partition) leaves the temp file behind, beside the finished files of
+    the attempt that retries the work. Call it only where no other writer is at work: a retry
+    of a partition, once the attempt before it has stopped.
+    """
+    stale = sorted(uri for uri in _all_files(prefix_uri) if _TEMP_RE.match(uri.rsplit("/", 1)[-1]))
+    for uri in stale:
+        delete(uri)
+    return stale
+
+
+def _all_files(prefix_uri: str) -> list[str]:
+    """URIs of every file below a folder, temp files included (unsorted)."""
     loc = _parse(prefix_uri, need_key=False)
     found: list[str] = []
     if isinstance(loc, _Local):
@@ -383,11 +405,7 @@ def list_files(prefix_uri: str, *, suffix: str | None = None) -> list[str]:
                 raise _local_error(exc, root, "list") from exc
         else:
             return []
-        for p in candidates:
-            if _TEMP_RE.match(p.name) or (suffix and not p.name.endswith(suffix)):
-                continue
-            found.append(p.absolute().as_uri() if loc.file_uri else str(p))
-        return sorted(found)
+        return [p.absolute().as_uri() if loc.file_uri else str(p) for p in candidates]
 
     prefix = loc.key.rstrip("/") + "/" if loc.key.strip("/") else ""
     try:
@@ -401,17 +419,11 @@ def list_files(prefix_uri: str, *, suffix: str | None = None) -> list[str]:
         for page in pages:
             for item in page.get("Contents", []):
                 key = item["Key"]
-                name = key.rsplit("/", 1)[-1]
-                if (
-                    key.endswith("/")
-                    or (suffix and not key.endswith(suffix))
-                    or _TEMP_RE.match(name)
-                ):
-                    continue
-                found.append(f"s3://{loc.bucket}/{key}")
+                if not key.endswith("/"):
+                    found.append(f"s3://{loc.bucket}/{key}")
     except (ClientError, BotoCoreError) as exc:
         raise _s3_error(exc, loc, "list") from exc
-    return sorted(found)
+    return found
 
 
 def upload_file(local_path: str | Path, uri: str) -> None:
