@@ -99,8 +99,9 @@ def speed_change(
         fraction = as_small_fraction(value)
         fade = min(n, max(1, int(round(SPEED_TAIL_FADE_S * sample_rate)))) if n < t else 0
         ramp = _tail_fade(fade, x.device, x.dtype)
-        place = _compiled_placement() if whole and x.dtype == torch.float32 else None
-        if fraction is not None and place is not None and x.device.type == "cpu":
+        cpu_whole = whole and x.device.type == "cpu" and x.dtype == torch.float32
+        place = _compiled_placement() if cpu_whole and fraction is not None else None
+        if place is not None:
             # 1.1 = 11/10: one polyphase conv; its phases interleaved into the result with the
             # fade and the silent tail in one compiled pass (see _placement_loops)
             phases = polyphase_phases(rows, *fraction, n, cutoff=cutoff)
