@@ -167,6 +167,51 @@ def test_thread_count_does_not_change_a_bit(name: str) -> None:
     assert torch.equal(single_two, one[1:2])
 
 
+@pytest.mark.parametrize(
+    ("b", "most", "threads"), [(16, 4, 2), (3, 2, 2), (16, 4, 4), (5, 3, 2), (12, 2, 2), (7, 4, 2)]
+)
+def test_coarse_chunks_shrink_to_single_clips_at_the_end(b: int, most: int, threads: int) -> None:
+    starts = _checks.guided_starts(b, most, threads)
+    sizes = [stop - start for start, stop in zip(starts, [*starts[1:], b])]
+    assert starts[0] == 0 and sum(sizes) == b
+    assert all(1 <= size <= most for size in sizes)
+    assert sizes == sorted(sizes, reverse=True)  # the long chunks first
+    assert sizes[-1] == 1  # the last chunk taken is one clip: no thread waits on a long one
+    assert len(sizes) >= threads
+
+
+@pytest.mark.parametrize(("b", "most", "threads"), [(16, 2, 2), (16, 1, 2), (40, 4, 2), (33, 4, 2)])
+def test_fine_enough_chunks_stay_equal(b: int, most: int, threads: int) -> None:
+    """At least CHUNKS_PER_THREAD chunks per thread: a shrinking tail would only add chunks."""
+    assert _checks.guided_starts(b, most, threads) == list(range(0, b, most))
+
+
+def test_guided_chunks_slice_per_item_params_with_their_clips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seven 1 s clips on 2 threads go in chunks of 4, 2 and 1 clips: each chunk's thresholds are
+    its own clips', so the batch equals the clips one at a time."""
+    splits: list[list[int]] = []
+
+    def recorded(b: int, most: int, threads: int) -> list[int]:
+        splits.append(guided(b, most, threads))
+        return splits[-1]
+
+    guided = _checks.guided_starts
+    monkeypatch.setattr(_checks, "guided_starts", recorded)
+    x = torch.cat([_batch(), _batch()[:2]])
+    scales = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 0.75]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        batch = AF.wavelet_denoise(x, SR, threshold_scale=scales)
+    finally:
+        torch.set_num_threads(before)
+    singles = torch.cat([AF.wavelet_denoise(x[i : i + 1], SR, threshold_scale=[scales[i]]) for i in range(7)])
+    assert splits == [[0, 4, 6]]
+    assert torch.equal(batch, singles)
+
+
 def test_parallel_map_keeps_order_and_restores_threads() -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(2)
