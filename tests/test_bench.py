@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import numpy as np
+import torch
 
 from avalign import bench
 from avalign.bench import BANDS_DB, _near_linear_line, _paired_ratios, format_report, run_bench
@@ -101,6 +102,29 @@ def test_thread_speedup_is_the_median_of_its_paired_passes(report: tuple[dict, P
         over_single = row["batched_over_single_passes"]
         assert len(over_single) == len(passes), name
         assert row["batched_over_single"] == pytest.approx(statistics.median(over_single), abs=1e-3)
+        processes = row["process_speedup_passes"]
+        assert len(processes) == len(passes) and all(_finite(v) and v > 0 for v in processes), name
+        assert row["process_speedup_1_to_2"] == pytest.approx(statistics.median(processes), abs=1e-3)
+
+
+def test_near_linear_line_shows_the_two_process_reference(report: tuple[dict, Path]) -> None:
+    line = next(t for t in report[0]["targets"] if t["target"].startswith("batched 1 -> 2"))
+    assert "split between two processes" in line["measured"]
+    for name, row in report[0]["batching"].items():
+        assert f"{name} {row['process_speedup_1_to_2']:.2f}x" in line["measured"]
+
+
+def test_the_process_pair_runs_both_halves_and_reports_a_worker_error() -> None:
+    x = torch.zeros(4, 1, 1600)
+    x[:, 0, ::7] = 0.25
+    pair = bench._ProcessPair(x)
+    try:
+        assert 0 < pair.seconds("time_shift", 2) < 5.0
+        with pytest.raises(RuntimeError, match="bench worker process failed.*no_such_action"):
+            pair.seconds("no_such_action", 1)
+    finally:
+        pair.close()
+    assert not any(worker.is_alive() for worker in pair._workers)
 
 
 def test_paired_ratios_divide_each_pass_by_its_own_pair() -> None:
@@ -159,6 +183,7 @@ def test_passes_go_on_until_enough_found_the_machine_scaling(monkeypatch: pytest
     monkeypatch.setattr(bench, "_machine_reference", machine)
     monkeypatch.setattr(bench, "_vector_reference", lambda: (lambda threads: 1.0))
     monkeypatch.setattr(bench, "_ours", lambda: {"copy": lambda x: x.clone()})
+    monkeypatch.setattr(bench, "_ProcessPair", _SameSecondsPair)  # spawned workers see no patch
     settings = bench.BenchSettings(True, 0.5, 1, 1, 2, 3, False, None)
     items = [{"noisy": np.zeros(8000, dtype=np.float32)}]
     row = bench._bench_batching(settings, items, lambda message: None)["copy"]
@@ -168,3 +193,17 @@ def test_passes_go_on_until_enough_found_the_machine_scaling(monkeypatch: pytest
     assert row["thread_speedup_1_to_2_machine_scaled"] == pytest.approx(
         statistics.median(row["thread_speedup_passes"][4:]), abs=1e-3
     )
+    assert len(row["process_speedup_passes"]) == 6  # a process sample in every pass
+
+
+class _SameSecondsPair:
+    """Stands in for the two worker processes: every sample takes 1 ms."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.closed = False
+
+    def seconds(self, name: str, calls: int) -> float:
+        return 1e-3
+
+    def close(self) -> None:
+        self.closed = True

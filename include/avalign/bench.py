@@ -29,7 +29,11 @@ vector work (``_vector_reference``) run through the same thread pool: their spee
 way) are what this machine's two threads gave at those moments. The near-linear target counts
 the passes in which the compute-only reference reached ``SCALED_PASS`` (the machine had two
 threads to give); passes go on, up to twice ``THREAD_PASSES``, until that many such passes
-exist, and the median over all passes is reported beside it. The neural denoisers are a
+exist, and the median over all passes is reported beside it. In every pass the same 16 clips
+also run split between two worker processes at once (``_ProcessPair``: one torch thread each,
+nothing shared but the machine); the 1-thread batch over that time, paired per pass, is what
+two cores give this very work without threads ("2proc x" beside "2thr x"): a thread figure
+well below it is the code's shortfall, one alike is the host's. The neural denoisers are a
 loop over items (their C runtimes are single-stream), so they have no batched figure. A warm-up
 call precedes every timing (lazy tables, numba caches).
 
@@ -726,6 +730,23 @@ def _bench_batching(
     rows = [pool[i % len(pool)] for i in range(settings.batch)]
     x = torch.from_numpy(np.stack(rows)).unsqueeze(1).contiguous()
     x[..., int(3.0 * SR) : int(3.1 * SR)] = 0.0  # one dropout for fill_blanks
+    pair = _ProcessPair(x)
+    try:
+        return _batching_passes(settings, x, ours, machine, vector, pair, progress)
+    finally:
+        pair.close()
+
+
+def _batching_passes(
+    settings: BenchSettings,
+    x: torch.Tensor,
+    ours: dict[str, Callable[[torch.Tensor], Any]],
+    machine: Callable[[int], float],
+    vector: Callable[[int], float],
+    pair: _ProcessPair,
+    progress: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
+    """The passes of :func:`_bench_batching` for every batched action."""
     out: dict[str, dict[str, Any]] = {}
     for name, fn in ours.items():
         if name in NEURAL:
@@ -759,6 +780,7 @@ def _bench_batching(
         times: dict[int, list[float]] = {1: [], 2: []}
         reference: dict[int, list[float]] = {1: [], 2: []}
         vector_reference: dict[int, list[float]] = {1: [], 2: []}
+        processes: list[float] = []  # the batch's halves in two processes at once, per call
         wanted = max(settings.repeats, settings.thread_passes)
         # passes go on (up to twice as many) until ``wanted`` of them found this machine able
         # to run two threads at once: see SCALED_PASS
@@ -784,6 +806,7 @@ def _bench_batching(
                 reference[threads].append(machine(threads))
                 vector_reference[threads].append(vector(threads))
             torch.set_num_threads(1)
+            processes.append(pair.seconds(name, calls))
         for threads, measured in times.items():
             per_clip = statistics.median(measured) * 1000 / x.shape[0]
             result[f"ms_per_clip_{threads}_thread"] = per_clip
@@ -795,6 +818,8 @@ def _bench_batching(
         per_clip_one = [t / x.shape[0] for t in times[1]]
         batched_over_single_passes = _paired_ratios(per_clip_one, singles)
         batched_over_single = statistics.median(batched_over_single_passes)
+        # this pass's 1-thread batch over the same clips split between two processes
+        process_passes = _paired_ratios(times[1], processes)
         out[name] = {
             "batch": int(x.shape[0]),
             "single_ms_same_inputs": _r(statistics.median(singles) * 1000),
@@ -816,6 +841,8 @@ def _bench_batching(
             "machine_vector_speedup_1_to_2": _r(
                 statistics.median(_paired_ratios(vector_reference[1], vector_reference[2])), 3
             ),
+            "process_speedup_1_to_2": _r(statistics.median(process_passes), 3),
+            "process_speedup_passes": [_r(v, 3) for v in process_passes],
         }
     return out
 
@@ -865,6 +892,93 @@ def _paired_ratios(numerators: list[float], denominators: list[float]) -> list[f
     """
     pairs = zip(numerators, denominators, strict=True)
     return [a / b if b > 0 else math.nan for a, b in pairs]
+
+
+class _ProcessPair:
+    """Two worker processes that each run an action on half of the batch, one torch thread each.
+
+    What two cores give this very work with nothing shared but the machine: no GIL, no
+    allocator, no thread pool, no Python objects. Beside the thread speed-up it tells whether a
+    shortfall is the code's (threads far below processes) or the host's (both alike). The
+    workers are spawned (fresh interpreters, so no forked OpenMP or thread-pool state) once per
+    bench and wait on a pipe between samples, using no CPU.
+    """
+
+    def __init__(self, x: torch.Tensor) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        half = -(-x.shape[0] // 2)
+        self._pipes = []
+        self._workers = []
+        for part in (x[:half], x[half:]):
+            parent, child = context.Pipe()
+            worker = context.Process(
+                target=_process_worker, args=(child, part.numpy().copy()), daemon=True
+            )
+            worker.start()
+            child.close()
+            self._pipes.append(parent)
+            self._workers.append(worker)
+        for pipe in self._pipes:  # both up (torch imported) before any timing starts
+            self._reply(pipe)
+
+    def seconds(self, name: str, calls: int) -> float:
+        """Wall seconds per call while both halves run ``calls`` calls of ``name`` at once (after
+        one untimed call each, so both start warm and together)."""
+        for pipe in self._pipes:
+            pipe.send((name, calls))
+        for pipe in self._pipes:
+            self._reply(pipe)
+        start = time.perf_counter()
+        for pipe in self._pipes:
+            pipe.send("go")
+        for pipe in self._pipes:
+            self._reply(pipe)
+        return (time.perf_counter() - start) / calls
+
+    @staticmethod
+    def _reply(pipe: Any) -> Any:
+        reply = pipe.recv()
+        if isinstance(reply, BaseException):
+            raise RuntimeError(f"a bench worker process failed: {reply!r}") from reply
+        return reply
+
+    def close(self) -> None:
+        for pipe in self._pipes:
+            try:
+                pipe.send(None)
+            except OSError:
+                pass
+        for worker in self._workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+
+
+def _process_worker(pipe: Any, rows: np.ndarray) -> None:
+    """A :class:`_ProcessPair` worker: on ``(name, calls)`` one untimed call of the action on
+    its clips, "ready", then on "go" ``calls`` timed calls and their seconds; None ends it."""
+    torch.set_num_threads(1)
+    x = torch.from_numpy(rows)
+    ours = _ours()
+    pipe.send("up")
+    while True:
+        message = pipe.recv()
+        if message is None:
+            return
+        name, calls = message
+        try:
+            ours[name](x)
+            pipe.send("ready")
+            pipe.recv()
+            start = time.perf_counter()
+            for _ in range(calls):
+                ours[name](x)
+            pipe.send(time.perf_counter() - start)
+        except Exception as error:  # reported to the bench, which raises it
+            pipe.send(error)
+            return
 
 
 MACHINE_ITEM_ITERATIONS = 2_000_000
@@ -942,6 +1056,18 @@ def _machine_context(batching: dict[str, dict[str, Any]], key: str, what: str) -
         return ""
     return (f"; this machine at the same moments ({what}): median {statistics.median(values):.2f}x, "
             f"{min(values):.2f}-{max(values):.2f}x")
+
+
+def _process_context(batching: dict[str, dict[str, Any]]) -> str:
+    """"; the same clips split between two processes: <action> Mx, ..." or "" when not measured
+    (a report from before the processes were measured)."""
+    values = {n: b.get("process_speedup_1_to_2") for n, b in batching.items()}
+    values = {n: v for n, v in values.items() if v is not None and math.isfinite(v)}
+    if not values:
+        return ""
+    return (f"; the same clips split between two processes (nothing shared but the machine): "
+            f"median {statistics.median(values.values()):.2f}x, "
+            + ", ".join(f"{n} {v:.2f}x" for n, v in values.items()))
 
 
 def _line(name: str, ok: bool, measured: str, threshold: str) -> dict[str, Any]:
@@ -1120,7 +1246,8 @@ def _near_linear_line(batching: dict[str, dict[str, Any]]) -> dict[str, Any]:
         + f"; over all passes: median {statistics.median(overall.values()):.2f}x, "
         + ", ".join(f"{n} {v:.2f}x" for n, v in overall.items())
         + _machine_context(batching, "machine_speedup_1_to_2", "compute only")
-        + _machine_context(batching, "machine_vector_speedup_1_to_2", "FFT vector work"),
+        + _machine_context(batching, "machine_vector_speedup_1_to_2", "FFT vector work")
+        + _process_context(batching),
         f">= {NEAR_LINEAR:g}x",
     )
 
@@ -1215,17 +1342,18 @@ def format_report(report: dict[str, Any]) -> str:
         f"loadavg {meta['loadavg']} on {meta['cpu_count']} cores; wall {meta['wall_s']} s",
         "",
         f"{'action / reference':34s} {'ms/clip':>8s} {'B ms/clip':>9s} {'2thr x':>6s} "
-        f"{'RTF':>7s} {'ours/ref':>8s}",
+        f"{'2proc x':>7s} {'RTF':>7s} {'ours/ref':>8s}",
     ]
     for name, entry in acts.items():
         o = entry["ours"]
         lines.append(
             f"{name:34s} {_fmt(o['single_ms']):>8s} {_fmt(o.get('batched_ms_per_clip')):>9s} "
-            f"{_fmt(o.get('thread_speedup_1_to_2')):>6s} {_fmt(o['rtf'], '.4f'):>7s}"
+            f"{_fmt(o.get('thread_speedup_1_to_2')):>6s} "
+            f"{_fmt(o.get('process_speedup_1_to_2')):>7s} {_fmt(o['rtf'], '.4f'):>7s}"
         )
         for ref_name, ref in entry["references"].items():
             lines.append(
-                f"  <- {ref_name:30s} {_fmt(ref['single_ms']):>8s} {'':>9s} {'':>6s} "
+                f"  <- {ref_name:30s} {_fmt(ref['single_ms']):>8s} {'':>9s} {'':>6s} {'':>7s} "
                 f"{_fmt(ref['rtf'], '.4f'):>7s} {_fmt(ref['time_ratio_ours_over_ref'], '.3f'):>8s}"
             )
     bands = [_band_key(b) for b in meta["bands_db"]]
