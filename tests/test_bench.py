@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -109,22 +110,38 @@ def test_thread_speedup_is_the_median_of_its_paired_passes(report: tuple[dict, P
 
 def test_near_linear_line_shows_the_two_process_reference(report: tuple[dict, Path]) -> None:
     line = next(t for t in report[0]["targets"] if t["target"].startswith("batched 1 -> 2"))
-    assert "split between two processes" in line["measured"]
+    _, processes = line["measured"].split("split between two processes")
     for name, row in report[0]["batching"].items():
-        assert f"{name} {row['process_speedup_1_to_2']:.2f}x" in line["measured"]
+        assert f"{name} {row['process_speedup_1_to_2']:.2f}x" in processes
 
 
 def test_the_process_pair_runs_both_halves_and_reports_a_worker_error() -> None:
-    x = torch.zeros(4, 1, 1600)
+    x = torch.zeros(5, 1, 1600)
     x[:, 0, ::7] = 0.25
     pair = bench._ProcessPair(x)
     try:
+        assert pair.rows == (3, 2)  # seconds() checks that each worker ran its own rows
         assert 0 < pair.seconds("time_shift", 2) < 5.0
-        with pytest.raises(RuntimeError, match="bench worker process failed.*no_such_action"):
+        with pytest.raises(RuntimeError, match="(?s)bench worker process failed.*no_such_action"):
             pair.seconds("no_such_action", 1)
     finally:
         pair.close()
     assert not any(worker.is_alive() for worker in pair._workers)
+
+
+def test_one_failed_worker_stops_the_other_without_timed_calls() -> None:
+    x = torch.zeros(4, 1, 1600)
+    x[3, 0, 5] = float("nan")  # only the second half is rejected
+    pair = bench._ProcessPair(x)
+    try:
+        with pytest.raises(RuntimeError, match="(?s)failed.*NaN"):
+            pair.seconds("time_shift", 10_000)
+    finally:
+        start = time.perf_counter()
+        pair.close()
+    assert time.perf_counter() - start < 5.0  # the waiting worker took the stop, not a timeout
+    assert not any(worker.is_alive() for worker in pair._workers)
+    assert [worker.exitcode for worker in pair._workers] == [0, 0]
 
 
 def test_paired_ratios_divide_each_pass_by_its_own_pair() -> None:
@@ -184,6 +201,7 @@ def test_passes_go_on_until_enough_found_the_machine_scaling(monkeypatch: pytest
     monkeypatch.setattr(bench, "_vector_reference", lambda: (lambda threads: 1.0))
     monkeypatch.setattr(bench, "_ours", lambda: {"copy": lambda x: x.clone()})
     monkeypatch.setattr(bench, "_ProcessPair", _SameSecondsPair)  # spawned workers see no patch
+    _SameSecondsPair.made.clear()
     settings = bench.BenchSettings(True, 0.5, 1, 1, 2, 3, False, None)
     items = [{"noisy": np.zeros(8000, dtype=np.float32)}]
     row = bench._bench_batching(settings, items, lambda message: None)["copy"]
@@ -194,13 +212,17 @@ def test_passes_go_on_until_enough_found_the_machine_scaling(monkeypatch: pytest
         statistics.median(row["thread_speedup_passes"][4:]), abs=1e-3
     )
     assert len(row["process_speedup_passes"]) == 6  # a process sample in every pass
+    assert [pair.closed for pair in _SameSecondsPair.made] == [True]
 
 
 class _SameSecondsPair:
     """Stands in for the two worker processes: every sample takes 1 ms."""
 
+    made: list["_SameSecondsPair"] = []
+
     def __init__(self, x: torch.Tensor) -> None:
         self.closed = False
+        self.made.append(self)
 
     def seconds(self, name: str, calls: int) -> float:
         return 1e-3

@@ -901,7 +901,8 @@ class _ProcessPair:
     allocator, no thread pool, no Python objects. Beside the thread speed-up it tells whether a
     shortfall is the code's (threads far below processes) or the host's (both alike). The
     workers are spawned (fresh interpreters, so no forked OpenMP or thread-pool state) once per
-    bench and wait on a pipe between samples, using no CPU.
+    bench and wait on a pipe between samples, using no CPU. A worker's failure comes back as
+    its traceback text and is raised here.
     """
 
     def __init__(self, x: torch.Tensor) -> None:
@@ -909,19 +910,24 @@ class _ProcessPair:
 
         context = multiprocessing.get_context("spawn")
         half = -(-x.shape[0] // 2)
-        self._pipes = []
-        self._workers = []
-        for part in (x[:half], x[half:]):
-            parent, child = context.Pipe()
-            worker = context.Process(
-                target=_process_worker, args=(child, part.numpy().copy()), daemon=True
-            )
-            worker.start()
-            child.close()
-            self._pipes.append(parent)
-            self._workers.append(worker)
-        for pipe in self._pipes:  # both up (torch imported) before any timing starts
-            self._reply(pipe)
+        self._pipes: list[Any] = []
+        self._workers: list[Any] = []
+        self.rows = (half, x.shape[0] - half)
+        try:
+            for part in (x[:half], x[half:]):
+                parent, child = context.Pipe()
+                self._pipes.append(parent)
+                worker = context.Process(
+                    target=_process_worker, args=(child, part.numpy().copy()), daemon=True
+                )
+                worker.start()
+                self._workers.append(worker)
+                child.close()
+            for pipe in self._pipes:  # both up (torch imported) before any timing starts
+                self._reply(pipe)
+        except BaseException:
+            self.close()
+            raise
 
     def seconds(self, name: str, calls: int) -> float:
         """Wall seconds per call while both halves run ``calls`` calls of ``name`` at once (after
@@ -933,18 +939,24 @@ class _ProcessPair:
         start = time.perf_counter()
         for pipe in self._pipes:
             pipe.send("go")
-        for pipe in self._pipes:
-            self._reply(pipe)
-        return (time.perf_counter() - start) / calls
+        done = [self._reply(pipe) for pipe in self._pipes]
+        elapsed = time.perf_counter() - start
+        if [rows for rows, _ in done] != list(self.rows):
+            raise RuntimeError(f"bench workers ran {done}, expected rows {self.rows}")
+        return elapsed / calls
 
     @staticmethod
     def _reply(pipe: Any) -> Any:
-        reply = pipe.recv()
-        if isinstance(reply, BaseException):
-            raise RuntimeError(f"a bench worker process failed: {reply!r}") from reply
+        try:
+            reply = pipe.recv()
+        except EOFError:
+            raise RuntimeError("a bench worker process exited without a reply") from None
+        if isinstance(reply, tuple) and reply[:1] == ("error",):
+            raise RuntimeError(f"a bench worker process failed:\n{reply[1]}")
         return reply
 
     def close(self) -> None:
+        """Stop the workers (a stopped or failed one is only reaped) and close the pipes."""
         for pipe in self._pipes:
             try:
                 pipe.send(None)
@@ -954,31 +966,39 @@ class _ProcessPair:
             worker.join(timeout=10)
             if worker.is_alive():
                 worker.kill()
+                worker.join()
+        for pipe in self._pipes:
+            pipe.close()
 
 
 def _process_worker(pipe: Any, rows: np.ndarray) -> None:
     """A :class:`_ProcessPair` worker: on ``(name, calls)`` one untimed call of the action on
-    its clips, "ready", then on "go" ``calls`` timed calls and their seconds; None ends it."""
-    torch.set_num_threads(1)
-    x = torch.from_numpy(rows)
-    ours = _ours()
-    pipe.send("up")
-    while True:
-        message = pipe.recv()
-        if message is None:
-            return
-        name, calls = message
-        try:
+    its clips, "ready", then on "go" ``calls`` timed calls and (clips, seconds); None at any
+    point ends it. A failure is sent as ``("error", traceback text)``."""
+    import traceback
+
+    try:
+        torch.set_num_threads(1)
+        x = torch.from_numpy(rows)
+        ours = _ours()
+        pipe.send("up")
+        while True:
+            message = pipe.recv()
+            if message is None:
+                return
+            name, calls = message
             ours[name](x)
             pipe.send("ready")
-            pipe.recv()
+            if pipe.recv() is None:  # the other worker failed: no timed calls
+                return
             start = time.perf_counter()
             for _ in range(calls):
                 ours[name](x)
-            pipe.send(time.perf_counter() - start)
-        except Exception as error:  # reported to the bench, which raises it
-            pipe.send(error)
-            return
+            pipe.send((x.shape[0], time.perf_counter() - start))
+    except Exception:
+        pipe.send(("error", traceback.format_exc()))
+    finally:
+        pipe.close()
 
 
 MACHINE_ITEM_ITERATIONS = 2_000_000
@@ -1059,8 +1079,8 @@ def _machine_context(batching: dict[str, dict[str, Any]], key: str, what: str) -
 
 
 def _process_context(batching: dict[str, dict[str, Any]]) -> str:
-    """"; the same clips split between two processes: <action> Mx, ..." or "" when not measured
-    (a report from before the processes were measured)."""
+    """"; the same clips split between two processes (nothing shared but the machine): median
+    Mx, <action> Mx, ..." or "" when not measured (a report from before the processes were)."""
     values = {n: b.get("process_speedup_1_to_2") for n, b in batching.items()}
     values = {n: v for n, v in values.items() if v is not None and math.isfinite(v)}
     if not values:

@@ -307,7 +307,8 @@ def cpu_chunked(
     (:func:`parallel_map`: scales better for the denoisers, speed and pitch), and a batch on n
     threads is cut into at least n chunks, so that no op ever runs on several threads: the
     result is then bit-identical whatever the thread count (a conv1d split over 2 threads was
-    1 ulp off the 1-thread result). Those chunks shrink towards the end of the batch
+    1 ulp off the 1-thread result). When equal chunks would be fewer than
+    :data:`CHUNKS_PER_THREAD` per thread, they shrink towards the end of the batch instead
     (:func:`guided_starts`), so the threads finish together. Otherwise each op splits its rows
     over the threads.
     ``chunk_samples`` overrides :data:`CPU_CHUNK_SAMPLES` for a function whose temporaries are
@@ -410,9 +411,9 @@ def guided_starts(b: int, most: int, threads: int) -> list[int]:
     on one thread, so two threads could not end before 18.2 ms of the 31.8 ms. Measured at 2
     threads (the thread that finished first idle for this share of the call, medians of 12
     calls, two runs): loudness 25-27 % -> 3 %, wavelet 12-29 % -> 6-8 %, fill blanks 5-28 % ->
-    3-6 % with chunks of 4, 4, 4, 2, 1 and 1 clips. Speed change (eight two-clip chunks) lost
-    3 % at 2 threads with a shrinking tail (one more, slower single-clip chunk) and keeps equal
-    chunks. Items never interact, so the result does not depend on the chunking.
+    3-6 % with chunks of 4, 4, 4, 2, 1 and 1 clips. Speed change's B = 16 (eight two-clip
+    chunks, four per thread at 2 threads) lost 3 % at 2 threads with a shrinking tail (one
+    more, slower single-clip chunk), so four chunks per thread keep equal chunks. Items never interact, so the result does not depend on the chunking.
     """
     if -(-b // most) >= CHUNKS_PER_THREAD * threads:
         return list(range(0, b, most))
