@@ -20,13 +20,13 @@ Timing: "single" is the median wall time of one call on one (1, 1, T) clip over 
 ``THREAD_PASSES`` passes. A pass runs single calls on the same 16 clips (as many rounds as the
 batched sample has calls), then the batched call on 1 and on 2 threads; each timed batched
 sample repeats the call for at least ``THREAD_SAMPLE_S`` and follows one untimed call at the
-same thread count. The thread speed-up
-is the median over the passes of each pass's 1-thread time over its 2-thread time
-(:func:`_paired_ratios`), and the batch is compared with single calls the same way (each pass's
-batched time per clip over that pass's mean single-clip time). Beside each 1- and 2-thread
-batched sample (after ``SPIN_REST_S``), a compute-only kernel (``_machine_reference``) and FFT
-vector work (``_vector_reference``) run through the same thread pool: their speed-ups (paired the same
-way) are what this machine's two threads gave at those moments. The near-linear target counts
+same thread count. The thread speed-up is the median over the passes of each pass's 1-thread
+time over its 2-thread time (:func:`_paired_ratios`), and the batch is compared with single
+calls the same way (each pass's batched time per clip over that pass's mean single-clip time).
+Beside each 1- and 2-thread batched sample (after ``SPIN_REST_S``), a compute-only kernel
+(``_machine_reference``) and FFT vector work (``_vector_reference``) run through the same
+thread pool: their speed-ups (paired the same way) are what this machine's two threads gave at
+those moments. The near-linear target counts
 the passes in which the compute-only reference reached ``SCALED_PASS`` (the machine had two
 threads to give); passes go on, up to twice ``THREAD_PASSES``, until that many such passes
 exist, and the median over all passes is reported beside it. In every pass the same 16 clips

@@ -413,7 +413,8 @@ def guided_starts(b: int, most: int, threads: int) -> list[int]:
     calls, two runs): loudness 25-27 % -> 3 %, wavelet 12-29 % -> 6-8 %, fill blanks 5-28 % ->
     3-6 % with chunks of 4, 4, 4, 2, 1 and 1 clips. Speed change's B = 16 (eight two-clip
     chunks, four per thread at 2 threads) lost 3 % at 2 threads with a shrinking tail (one
-    more, slower single-clip chunk), so four chunks per thread keep equal chunks. Items never interact, so the result does not depend on the chunking.
+    more, slower single-clip chunk), so four chunks per thread keep equal chunks. Items never
+    interact, so the result does not depend on the chunking.
     """
     if -(-b // most) >= CHUNKS_PER_THREAD * threads:
         return list(range(0, b, most))

@@ -1,8 +1,8 @@
 """Run the loop over one manifest partition and write its staging outputs and results table.
 
 Staging lives under ``<out>/runs/<run_id>/<partition>/`` and is invisible to consumers until
-``publish_partition`` writes the pointer. ``_SUCCESS`` is written last; a retried task deletes a
-stale one first, and the temp files of an attempt stopped mid-write, and a finished partition
+``publish_partition`` writes the pointer. ``_SUCCESS`` is written last. A retried task first
+deletes a stale one and the temp files of an attempt stopped mid-write; a finished partition
 with the same manifest is not recomputed (idempotent).
 """
 
